@@ -1,0 +1,27 @@
+# The two commands the README opens with: `make run` and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DATA_DIR ?= .sampan
+
+.PHONY: install run test test-unit test-e2e bench clean
+
+$(VENV)/.installed: pyproject.toml constraints.txt scripts/install.sh
+	bash scripts/install.sh $(VENV)
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	$(VENV)/bin/sampan up --data-dir $(DATA_DIR)
+
+test: install
+	$(PY) -m pytest -q -p no:cacheprovider tests
+
+test-unit: install
+	$(PY) -m pytest -q tests/unit tests/store
+
+bench: install
+	$(PY) -m bench.apiserver
+
+clean:
+	rm -rf $(VENV) $(DATA_DIR)

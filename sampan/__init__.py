@@ -1,0 +1,1 @@
+"""Sampan: a Kubernetes-compatible container cloud written in Python."""
