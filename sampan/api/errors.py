@@ -221,3 +221,42 @@ def timeout(message: str) -> StatusError:
 def too_many_requests(message: str, retry_after: int = 1) -> StatusError:
     return StatusError(429, "TooManyRequests", message,
                        details={"retryAfterSeconds": retry_after})
+
+
+class GoValue:
+    """A bad value already printed the way upstream's ``field.Error`` prints it: Go's ``%#v`` of
+    a typed value (``map[string]string{"app":"x"}``) or a ``String()`` method
+    (``&LabelSelector{...}``, an int-or-string, a quantity). ``FieldError`` renders it as is."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def __str__(self) -> str:
+        return self.text
+
+    def __repr__(self) -> str:
+        return f"GoValue({self.text!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, GoValue) and other.text == self.text
+
+    def __hash__(self) -> int:
+        return hash(self.text)
+
+
+def too_long_bytes(field: str, max_length: int) -> FieldError:
+    """``field.TooLong``: upstream leaves the (long) value out of the message."""
+    return FieldError(TOO_LONG, field, f"must have at most {max_length} bytes")
+
+
+def too_long_max_length(field: str, max_length: int) -> FieldError:
+    """``field.TooLongMaxLength``, what CustomResource ``maxLength`` reports."""
+    return FieldError(TOO_LONG, field, f"may not be longer than {max_length}")
+
+
+def too_many(field: str, actual: int, max_items: int) -> FieldError:
+    """``field.TooMany``: "Too many: 4: must have at most 3 items". ``FieldError.message`` leaves
+    a TooMany value out, so the count travels in the detail."""
+    return FieldError(TOO_MANY, field, f"{actual}: must have at most {max_items} items")

@@ -139,3 +139,13 @@ class Store(Protocol):
     async def compact(self, revision: int) -> None:
         """Forget history older than ``revision``; current values are kept."""
         ...
+
+
+def check_write(key: str, value: bytes, ttl: int) -> None:
+    """Reject arguments no backend can store (a programming error, not a store error)."""
+    if not key:
+        raise ValueError("empty key")
+    if not isinstance(value, bytes):
+        raise TypeError(f"value must be bytes, not {type(value).__name__}")
+    if ttl < 0:
+        raise ValueError(f"negative ttl: {ttl}")

@@ -1,0 +1,303 @@
+"""The API server: HTTPS, authentication, authorization, and the routing of every request to
+discovery, OpenAPI, health, metrics or the resource handlers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from sampan.api import errors, schema
+from sampan.api import selectors as selectors_module
+from sampan.api.errors import StatusError
+from sampan.api.registry import Registry, Resource
+from sampan.apiserver import discovery, openapi, tables
+from sampan.apiserver.admission import Admission
+from sampan.apiserver.auth import (
+    ALLOW,
+    MASTERS,
+    Attributes,
+    AuthenticatorChain,
+    AuthorizerChain,
+    MastersAuthorizer,
+    PublicInfoAuthorizer,
+    StaticTokens,
+    UserInfo,
+    forbidden_message,
+)
+from sampan.apiserver.crd import CRDController
+from sampan.apiserver.ipalloc import ClusterIPAllocator
+from sampan.apiserver.pipeline import Codec, Defaulter, Fields, Patcher, Schemata, Validator
+from sampan.apiserver.requestinfo import RequestInfo, parse
+from sampan.apiserver.resources import ResourceHandlers, json_response, status_response
+from sampan.apiserver.rest import Context, ObjectStorage, now_rfc3339
+from sampan.apiserver.reviews import Reviews
+from sampan.apiserver.subresources import Subresources
+from sampan.apiserver.watchcache import Mux
+from sampan.store.base import KeyExistsError, Store
+
+log = logging.getLogger(__name__)
+
+GIT_VERSION = "v1.37.0-sampan"
+UNAUTHENTICATED_PATHS = ("/healthz", "/livez", "/readyz", "/version")
+SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("apiserver_request_total", "API requests by verb, resource and code",
+                                ["verb", "group", "resource", "code"], registry=self.registry)
+        self.latency = Histogram("apiserver_request_duration_seconds", "API request latency",
+                                 ["verb", "resource"], registry=self.registry,
+                                 buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
+        self.watchers = Gauge("apiserver_registered_watchers", "Open watches", ["resource"],
+                              registry=self.registry)
+        self.objects = Gauge("apiserver_storage_objects", "Objects in the watch cache", ["resource"],
+                             registry=self.registry)
+
+
+class APIServer:
+    def __init__(self, store: Store, *, pki_dir: Path | None = None, admin_token: str = "",
+                 service_cidr: str = "10.43.0.0/16", advertise_address: str = "127.0.0.1",
+                 port: int = 6443):
+        self.store = store
+        self.registry = Registry()
+        self.schemata = Schemata(schema.builtin(), self.registry)
+        self.mux = Mux(store)
+        self.storage = ObjectStorage(store, self.mux)
+        self.codec = Codec(self.schemata)
+        self.defaults = Defaulter(self.schemata)
+        self.validator = Validator(self.schemata)
+        self.patcher = Patcher(self.schemata)
+        self.fields = Fields(self.schemata)
+        self.selectors = selectors_module
+        self.tables = tables
+        self.resources = ResourceHandlers(self)
+        self.subresources = Subresources(self)
+        self.reviews = Reviews(self)
+        self.admission = Admission(self, service_cidr)
+        self.crds = CRDController(self)
+        self.tokens = StaticTokens()
+        self.authn = AuthenticatorChain(self.tokens)
+        self.authz = AuthorizerChain(MastersAuthorizer(), PublicInfoAuthorizer())
+        self.system_user = UserInfo("system:apiserver", groups=(MASTERS,))
+        services = self.registry.get("", "v1", "services")
+        assert services is not None
+        self.allocator = ClusterIPAllocator(service_cidr, lambda: self._service_ips(services))
+        self.metrics = Metrics()
+        self.advertise_address = advertise_address
+        self.port = port
+        self.ready = False
+        self.started_at = time.time()
+        if admin_token:
+            self.tokens.add(admin_token, UserInfo("admin", groups=(MASTERS, "system:authenticated")))
+
+    def _service_ips(self, services: Resource):
+        for entry in self.storage.cache(services).objects.values():
+            for ip in (entry.obj.get("spec") or {}).get("clusterIPs") or []:
+                yield ip
+
+    @staticmethod
+    def new_uid() -> str:
+        return str(uuid.uuid4())
+
+    async def after_write(self, resource: Resource, entry, prev) -> None:
+        """Hook for work that must follow a write in this server (none by default)."""
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        await self.store.start()
+        await self.mux.start()
+        await self.crds.start()
+        await self._bootstrap()
+        self.ready = True
+
+    async def close(self) -> None:
+        self.ready = False
+        await self.crds.close()
+        await self.mux.close()
+        await self.store.close()
+
+    async def _bootstrap(self) -> None:
+        """The namespaces and the ``kubernetes`` Service every cluster starts with."""
+        ns = self.registry.get("", "v1", "namespaces")
+        svc = self.registry.get("", "v1", "services")
+        assert ns is not None and svc is not None
+        ctx = Context(user=self.system_user)
+        for name in SYSTEM_NAMESPACES:
+            obj = {"apiVersion": "v1", "kind": "Namespace",
+                   "metadata": {"name": name, "labels": {"kubernetes.io/metadata.name": name}}}
+            await self._create_if_missing(ns, obj, ctx)
+        kubernetes = {
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "kubernetes", "namespace": "default",
+                         "labels": {"component": "apiserver", "provider": "kubernetes"}},
+            "spec": {"type": "ClusterIP", "clusterIP": self.allocator.kubernetes_ip,
+                     "ports": [{"name": "https", "port": 443, "protocol": "TCP",
+                                "targetPort": self.port}]},
+        }
+        await self._create_if_missing(svc, kubernetes, ctx)
+
+    async def _create_if_missing(self, resource: Resource, obj: dict[str, Any], ctx: Context) -> None:
+        meta = obj["metadata"]
+        if await self.storage.get_latest(resource, meta.get("namespace", ""), meta["name"]):
+            return
+        obj = self.resources.prepare_create(resource, obj, ctx)
+        self.fields.track(resource, None, obj, "kube-apiserver", "")
+        try:
+            await self.storage.create(resource, obj, ctx)
+        except StatusError as e:
+            if e.code != 409:
+                raise
+
+    # -- HTTP --------------------------------------------------------------------------------
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=4 * 1024 * 1024, handler_args={"max_field_size": 65536})
+        app.router.add_route("*", "/{tail:.*}", self.dispatch)
+        return app
+
+    async def dispatch(self, request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        path = request.path
+        info = parse(request.method, path, request.query)
+        code = 500
+        try:
+            response = await self._serve(request, info)
+            code = response.status
+            return response
+        except StatusError as e:
+            code = e.code
+            return status_response(e)
+        except asyncio.CancelledError:
+            code = 499
+            raise
+        except Exception as e:  # a bug must not take the server down or leak a trace
+            log.exception("internal error serving %s %s", request.method, path)
+            err = errors.internal_error(str(e) or type(e).__name__)
+            return status_response(err)
+        finally:
+            if info.verb != "watch":
+                elapsed = time.perf_counter() - started
+                self.metrics.latency.labels(info.verb, info.resource).observe(elapsed)
+            self.metrics.requests.labels(info.verb, info.group, info.resource, str(code)).inc()
+
+    async def _serve(self, request: web.Request, info: RequestInfo) -> web.StreamResponse:
+        path = request.path
+        if path in UNAUTHENTICATED_PATHS or path.startswith(("/healthz/", "/livez/", "/readyz/")):
+            return self._health(path)
+        user = self.authn.authenticate_header(request.headers.get("Authorization"))
+        if user is None:
+            raise errors.unauthorized()
+        attrs = Attributes(user, info.verb if info.resource_request else request.method.lower(),
+                           info.resource_request, info.group, info.version, info.resource,
+                           info.subresource, info.namespace, info.name, path)
+        decision, _ = self.authz.authorize(attrs)
+        if decision != ALLOW:
+            raise StatusError(403, "Forbidden", forbidden_message(attrs) if info.resource_request
+                              else f'forbidden: {forbidden_message(attrs)}',
+                              details={"name": info.name, "kind": info.resource,
+                                       **({"group": info.group} if info.group else {})})
+        if info.resource_request:
+            q = request.query
+            ctx = Context(user=user, dry_run=_dry_run(q), field_manager=q.get("fieldManager", ""),
+                          field_validation=_field_validation(q), force=q.get("force") in ("true", "1"),
+                          user_agent=request.headers.get("User-Agent", ""))
+            return await self.resources.handle(request, info, ctx)
+        return await self._nonresource(request, path)
+
+    def _health(self, path: str) -> web.Response:
+        if path == "/version":
+            return json_response(version_info())
+        if path.startswith("/readyz") and not self.ready:
+            return web.Response(text="[-]poststarthook/sampan-ready failed: not ready\nreadyz check failed",
+                                status=500)
+        return web.Response(text="ok")
+
+    async def _nonresource(self, request: web.Request, path: str) -> web.StreamResponse:
+        if request.method not in ("GET", "HEAD"):
+            raise errors.method_not_supported(path, request.method)
+        accept = request.headers.get("Accept", "")
+        registry = self.registry
+        if path in ("/api", "/apis"):
+            aggregated = discovery.negotiate_discovery(accept)
+            if aggregated:
+                body = discovery.aggregated_discovery(registry, legacy=(path == "/api"))
+                return json_response(body, content_type=aggregated, headers={"Vary": "Accept"})
+            if path == "/api":
+                return json_response(discovery.api_versions(f"{self.advertise_address}:{self.port}"))
+            return json_response(discovery.api_group_list(registry))
+        parts = [p for p in path.split("/") if p]
+        if parts[0] == "api" and len(parts) == 2:
+            body = discovery.api_resource_list(registry, "", parts[1])
+            if body is not None:
+                return json_response(body)
+        if parts[0] == "apis" and len(parts) == 2:
+            body = discovery.api_group(registry, parts[1])
+            if body is not None:
+                return json_response(body)
+        if parts[0] == "apis" and len(parts) == 3:
+            body = discovery.api_resource_list(registry, parts[1], parts[2])
+            if body is not None:
+                return json_response(body)
+        if path == "/openapi/v2":
+            return json_response(openapi.openapi_v2(registry, self.schemata.schemas))
+        if path == "/openapi/v3":
+            return json_response(openapi.openapi_v3_index(registry))
+        if path.startswith("/openapi/v3/"):
+            doc = openapi.openapi_v3_group_version(registry, self.schemata.schemas,
+                                                   path[len("/openapi/v3/"):])
+            if doc is not None:
+                return json_response(doc)
+        if path == "/metrics":
+            self._update_gauges()
+            return web.Response(body=generate_latest(self.metrics.registry),
+                                headers={"Content-Type": CONTENT_TYPE_LATEST})
+        raise StatusError(404, "NotFound", "the server could not find the requested resource")
+
+    def _update_gauges(self) -> None:
+        for prefix, cache in self.mux.caches.items():
+            name = prefix[len("/registry/"):].strip("/").replace("/", ".")
+            self.metrics.objects.labels(name).set(len(cache.objects))
+            self.metrics.watchers.labels(name).set(len(cache._watchers))
+
+
+def version_info() -> dict[str, str]:
+    import platform
+
+    return {"major": "1", "minor": "37", "emulationMajor": "1", "emulationMinor": "37",
+            "minCompatibilityMajor": "1", "minCompatibilityMinor": "36",
+            "gitVersion": GIT_VERSION, "gitCommit": "0000000000000000000000000000000000000000",
+            "gitTreeState": "clean", "buildDate": "2026-11-24T00:00:00Z",
+            "goVersion": f"python{platform.python_version()}", "compiler": "cpython",
+            "platform": f"linux/{platform.machine()}"}
+
+
+def _dry_run(q) -> bool:
+    values = q.getall("dryRun", [])
+    for v in values:
+        if v != "All":
+            raise errors.bad_request(f'unsupported dry run value "{v}"; only "All" is supported')
+    return bool(values)
+
+
+def _field_validation(q) -> str:
+    value = q.get("fieldValidation", "") or "Warn"
+    if value not in ("Ignore", "Warn", "Strict"):
+        raise errors.bad_request(f'fieldValidation must be one of "Ignore", "Warn" or "Strict", not "{value}"')
+    return value
+
+
+def ssl_context(cert: Path, key: Path) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(str(cert), str(key))
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx

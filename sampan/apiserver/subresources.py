@@ -1,0 +1,233 @@
+"""Subresources: ``status``, ``scale``, ``binding``, and a namespace's ``finalize``.
+
+Streaming subresources (``log``, ``exec``, ``attach``, ``portforward``, ``proxy``) are served
+by the node agent through the API server once nodes exist.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from aiohttp import web
+
+from sampan.api import errors
+from sampan.api.errors import StatusError
+from sampan.api.registry import Resource
+from sampan.apiserver.negotiation import Representation
+from sampan.apiserver.requestinfo import RequestInfo
+from sampan.apiserver.rest import Context, Entry, now_rfc3339
+from sampan.apiserver.resources import json_response, read_body
+
+if TYPE_CHECKING:
+    from sampan.apiserver.server import APIServer
+
+SCALE_API_VERSION = "autoscaling/v1"
+
+
+class Subresources:
+    def __init__(self, api: "APIServer"):
+        self.api = api
+
+    async def handle(self, request: web.Request, info: RequestInfo, resource: Resource,
+                     ctx: Context, rep: Representation) -> web.StreamResponse:
+        sub, verb = info.subresource, info.verb
+        handlers = self.api.resources
+        if sub == "status":
+            if verb == "get":
+                return await handlers.get(request, info, resource, rep)
+            if verb == "update":
+                return await handlers.update(request, info, resource, ctx, rep, subresource="status")
+            if verb == "patch":
+                return await handlers.patch(request, info, resource, ctx, rep, subresource="status")
+        elif sub == "scale":
+            return await self.scale(request, info, resource, ctx, verb)
+        elif sub == "binding" and verb == "create":
+            return await self.binding(request, info, resource, ctx)
+        elif sub == "finalize" and verb == "update" and resource.kind == "Namespace":
+            return await self.finalize(request, info, resource, ctx, rep)
+        elif sub in ("log", "exec", "attach", "portforward", "proxy", "eviction",
+                     "ephemeralcontainers", "resize", "token"):
+            raise StatusError(503, "ServiceUnavailable",
+                              f"the {sub} subresource is not available: no node agent serves it yet")
+        raise errors.method_not_supported(f"{resource.resource}/{sub}", verb)
+
+    # -- scale -------------------------------------------------------------------------------
+    def _replicas_path(self, resource: Resource) -> tuple[str, str, str | None]:
+        """(spec path, status path, label selector path) of the scaled resource."""
+        if resource.crd is not None:
+            from sampan.apiserver.pipeline import crd_version
+            scale = ((crd_version(resource).get("subresources") or {}).get("scale") or {})
+            return (scale.get("specReplicasPath", ".spec.replicas"),
+                    scale.get("statusReplicasPath", ".status.replicas"),
+                    scale.get("labelSelectorPath"))
+        return ".spec.replicas", ".status.replicas", None
+
+    def to_scale(self, resource: Resource, obj: dict[str, Any]) -> dict[str, Any]:
+        spec_path, status_path, selector_path = self._replicas_path(resource)
+        meta = obj["metadata"]
+        status: dict[str, Any] = {"replicas": _get(obj, status_path) or 0}
+        if selector_path:
+            selector = _get(obj, selector_path)
+            if selector:
+                status["selector"] = selector
+        else:
+            selector = (obj.get("spec") or {}).get("selector")
+            if isinstance(selector, dict) and resource.kind != "ReplicationController":
+                status["selector"] = _selector_string(selector)
+            elif isinstance(selector, dict):
+                status["selector"] = ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
+        return {
+            "kind": "Scale", "apiVersion": SCALE_API_VERSION,
+            "metadata": {"name": meta["name"], "namespace": meta.get("namespace"),
+                         "uid": meta.get("uid"), "resourceVersion": meta.get("resourceVersion"),
+                         "creationTimestamp": meta.get("creationTimestamp")},
+            "spec": {"replicas": _get(obj, spec_path) or 0},
+            "status": status,
+        }
+
+    async def scale(self, request: web.Request, info: RequestInfo, resource: Resource,
+                    ctx: Context, verb: str) -> web.Response:
+        storage = self.api.storage
+        if verb == "get":
+            entry = await storage.get(resource, info.namespace, info.name,
+                                      request.query.get("resourceVersion", ""))
+            return json_response(self.to_scale(resource, self.api.resources.served(resource, entry)[0]))
+        if verb not in ("update", "patch"):
+            raise errors.method_not_supported(f"{resource.resource}/scale", verb)
+        body = await read_body(request)
+        content_type = request.headers.get("Content-Type", "application/json").split(";")[0].strip()
+        scale_resource = self.api.registry.get("autoscaling", "v1", "horizontalpodautoscalers")
+        spec_path = self._replicas_path(resource)[0]
+        handlers = self.api.resources
+
+        def mutate(current: Entry | None) -> dict[str, Any] | None:
+            if current is None:
+                raise errors.not_found_error(resource.resource, info.name, resource.group)
+            obj = handlers.served(resource, current)[0]
+            scale = self.to_scale(resource, obj)
+            if verb == "update":
+                new_scale = orjson.loads(body)
+                rv = (new_scale.get("metadata") or {}).get("resourceVersion")
+                if rv and rv != current.obj["metadata"]["resourceVersion"]:
+                    raise errors.conflict(resource.resource, info.name, resource.group)
+            else:
+                new_scale = self._patch_scale(scale, content_type, body, scale_resource)
+            replicas = (new_scale.get("spec") or {}).get("replicas")
+            if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+                raise errors.invalid_error("Scale", info.name, [errors.invalid(
+                    "spec.replicas", replicas, "must be greater than or equal to 0")], "autoscaling")
+            if replicas == _get(obj, spec_path):
+                return None
+            new = orjson.loads(orjson.dumps(obj))
+            _set(new, spec_path, replicas)
+            from sampan.apiserver import conversion
+            return handlers.updated_object(resource, current, conversion.to_storage(resource, new),
+                                           handlers.manager(request, ctx), "scale", ctx)
+
+        entry, _ = await storage.guaranteed_update(resource, info.namespace, info.name, ctx, mutate)
+        assert entry is not None
+        return json_response(self.to_scale(resource, handlers.served(resource, entry)[0]))
+
+    def _patch_scale(self, scale: dict[str, Any], content_type: str, body: bytes,
+                     scale_resource: Resource | None) -> dict[str, Any]:
+        from sampan.api import patch as patching
+
+        schemas = self.api.schemata.schemas
+        node = schemas.for_kind("autoscaling", "v1", "Scale") or {}
+        if content_type == "application/apply-patch+yaml":
+            applied = self.api.codec.decode_apply(body)
+            merged = orjson.loads(orjson.dumps(scale))
+            merged.setdefault("spec", {}).update((applied.get("spec") or {}))
+            return merged
+        return patching.apply_patch(scale, content_type, body, node, schemas, is_custom=False)
+
+    # -- binding -----------------------------------------------------------------------------
+    async def binding(self, request: web.Request, info: RequestInfo, resource: Resource,
+                      ctx: Context) -> web.Response:
+        body = orjson.loads(await read_body(request) or b"{}")
+        target = (body.get("target") or {})
+        node = target.get("name")
+        if not node or (target.get("kind") not in (None, "", "Node")):
+            raise errors.invalid_error("Binding", info.name, [errors.required("target.name")])
+
+        def mutate(current: Entry | None) -> dict[str, Any] | None:
+            if current is None:
+                raise errors.not_found_error("pods", info.name)
+            pod = orjson.loads(current.raw)
+            if pod["metadata"].get("deletionTimestamp"):
+                raise errors.conflict("pods", info.name, "", f"pod {info.name} is being deleted, cannot be assigned to a host")
+            spec = pod.setdefault("spec", {})
+            if spec.get("nodeName"):
+                raise errors.conflict("pods", info.name, "",
+                                      f"pod {info.name} is already assigned to node \"{spec['nodeName']}\"")
+            spec["nodeName"] = node
+            status = pod.setdefault("status", {})
+            conditions = [c for c in status.get("conditions") or [] if c.get("type") != "PodScheduled"]
+            conditions.append({"type": "PodScheduled", "status": "True",
+                               "lastProbeTime": None, "lastTransitionTime": now_rfc3339()})
+            status["conditions"] = conditions
+            annotations = (body.get("metadata") or {}).get("annotations")
+            if annotations:
+                pod["metadata"].setdefault("annotations", {}).update(annotations)
+            return pod
+
+        await self.api.storage.guaranteed_update(resource, info.namespace, info.name, ctx, mutate)
+        return json_response({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                              "status": "Success", "code": 201}, 201)
+
+    # -- namespace finalize ------------------------------------------------------------------
+    async def finalize(self, request: web.Request, info: RequestInfo, resource: Resource,
+                       ctx: Context, rep: Representation) -> web.Response:
+        body = orjson.loads(await read_body(request))
+        finalizers = list(((body.get("spec") or {}).get("finalizers")) or [])
+
+        def mutate(current: Entry | None) -> dict[str, Any] | None:
+            if current is None:
+                raise errors.not_found_error("namespaces", info.name)
+            ns = orjson.loads(current.raw)
+            if (ns.get("spec") or {}).get("finalizers", []) == finalizers:
+                return None
+            ns.setdefault("spec", {})["finalizers"] = finalizers
+            return ns
+
+        entry, _ = await self.api.storage.guaranteed_update(resource, "", info.name, ctx, mutate)
+        assert entry is not None
+        return self.api.resources.object_response(request, resource, entry, rep)
+
+
+def _path(path: str) -> list[str]:
+    return [p for p in path.strip(".").split(".") if p]
+
+
+def _get(obj: dict[str, Any], path: str) -> Any:
+    cur: Any = obj
+    for part in _path(path):
+        if not isinstance(cur, dict):
+            return None
+        cur = cur.get(part)
+    return cur
+
+
+def _set(obj: dict[str, Any], path: str, value: Any) -> None:
+    parts = _path(path)
+    cur = obj
+    for part in parts[:-1]:
+        cur = cur.setdefault(part, {})
+    cur[parts[-1]] = value
+
+
+def _selector_string(selector: dict[str, Any]) -> str:
+    """metav1.LabelSelector → its string form, as ``status.selector`` of a Scale shows it."""
+    parts = [f"{k}={v}" for k, v in sorted((selector.get("matchLabels") or {}).items())]
+    for expr in selector.get("matchExpressions") or []:
+        key, op, values = expr.get("key"), expr.get("operator"), sorted(expr.get("values") or [])
+        if op == "In":
+            parts.append(f"{key} in ({','.join(values)})")
+        elif op == "NotIn":
+            parts.append(f"{key} notin ({','.join(values)})")
+        elif op == "Exists":
+            parts.append(key)
+        elif op == "DoesNotExist":
+            parts.append(f"!{key}")
+    return ",".join(sorted(parts))
