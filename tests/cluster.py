@@ -1,0 +1,91 @@
+"""Start a real Sampan API server for tests: a subprocess on a free loopback port with its own
+data directory, stopped (by its own PID only) when the test is done."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPAN = str(ROOT / ".venv" / "bin" / "sampan")
+KUBECTL = str(ROOT / ".venv" / "bin" / "kubectl")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Server:
+    data_dir: Path
+    port: int
+    process: subprocess.Popen
+    log_path: Path
+
+    @property
+    def kubeconfig(self) -> str:
+        return str(self.data_dir / "admin.kubeconfig")
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    def token(self) -> str:
+        config = yaml.safe_load(Path(self.kubeconfig).read_text())
+        return config["users"][0]["user"]["token"]
+
+    def ssl_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.data_dir / "pki" / "ca.crt"))
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        return self.process.returncode
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def start_server(data_dir: Path, *, port: int | None = None, extra: list[str] = (),
+                 timeout: float = 60) -> Server:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    log_path = data_dir / "server.log"
+    log = open(log_path, "ab")
+    cmd = [SAMPAN, "server", "--data-dir", str(data_dir), "--port", str(port),
+           "--bind-address", "127.0.0.1", *extra]
+    process = subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    server = Server(data_dir, port, process, log_path)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"sampan server exited with {process.returncode}:\n{server.logs()[-4000:]}")
+        if (data_dir / "admin.kubeconfig").exists():
+            try:
+                with urllib.request.urlopen(f"{server.url}/readyz", context=server.ssl_context(),
+                                            timeout=2) as r:
+                    if r.status == 200:
+                        return server
+            except OSError:
+                pass
+        time.sleep(0.1)
+    server.stop(signal.SIGKILL)
+    raise RuntimeError(f"sampan server not ready in {timeout}s:\n{server.logs()[-4000:]}")
