@@ -144,8 +144,10 @@ class _Gateway:
             await self._session.close()
             self._session = None
 
-    def failover(self) -> None:
-        self._current = (self._current + 1) % len(self._endpoints)
+    def failover(self, failed: str) -> None:
+        """Move to the next endpoint, unless a concurrent failure already moved past ``failed``."""
+        if self.endpoint == failed:
+            self._current = (self._current + 1) % len(self._endpoints)
 
     async def call(self, path: str, body: dict[str, Any], *, idempotent: bool) -> dict[str, Any]:
         """POST ``body`` and return the reply, retrying on another endpoint when that is safe."""
@@ -153,15 +155,17 @@ class _Gateway:
         backoff = _Backoff(self._timeout)
         tried = 0
         while True:
+            endpoint = self.endpoint
             try:
-                return await self._post(path, payload, backoff.remaining)
+                return await self._post(endpoint + path, payload, backoff.remaining)
             except _NotSent as exc:
                 error: Exception = exc
             except _Ambiguous as exc:
                 if not idempotent:
+                    self.failover(endpoint)
                     raise StoreUnavailableError(f"etcd write outcome unknown: {exc}") from exc
                 error = exc
-            self.failover()
+            self.failover(endpoint)
             tried += 1
             if tried % len(self._endpoints) == 0:  # every endpoint failed once: back off
                 await backoff.wait(error)
@@ -169,24 +173,22 @@ class _Gateway:
                 raise StoreUnavailableError(f"etcd unavailable: {error}") from error
 
     @contextlib.asynccontextmanager
-    async def stream(self, path: str, body: dict[str, Any]) -> AsyncIterator[aiohttp.ClientResponse]:
-        """A streaming POST (watch) to the current endpoint; no overall time limit."""
+    async def stream(self, url: str, body: dict[str, Any]) -> AsyncIterator[aiohttp.ClientResponse]:
+        """A streaming POST (watch); no overall time limit."""
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=self._dial_timeout)
         async with self._open_session().post(
-            self.endpoint + path, data=orjson.dumps(body), timeout=timeout
+            url, data=orjson.dumps(body), timeout=timeout
         ) as response:
             if response.status != 200:
                 _raise_error(await response.read())
             yield response
 
-    async def _post(self, path: str, payload: bytes, remaining: float) -> dict[str, Any]:
+    async def _post(self, url: str, payload: bytes, remaining: float) -> dict[str, Any]:
         timeout = aiohttp.ClientTimeout(
             total=max(remaining, 0.1), sock_connect=self._dial_timeout
         )
         try:
-            async with self._open_session().post(
-                self.endpoint + path, data=payload, timeout=timeout
-            ) as response:
+            async with self._open_session().post(url, data=payload, timeout=timeout) as response:
                 data = await response.read()
         except aiohttp.ClientConnectorError as exc:
             raise _NotSent(str(exc) or type(exc).__name__) from exc
@@ -404,8 +406,9 @@ class EtcdStore:
         last = after_revision
         backoff = _Backoff(self._watch_retry_timeout)
         while True:
+            endpoint = self._gateway.endpoint
             try:
-                async with contextlib.aclosing(self._watch_stream(prefix, last)) as stream:
+                async with contextlib.aclosing(self._watch_stream(endpoint, prefix, last)) as stream:
                     async for batch in stream:
                         last = batch[-1].revision
                         backoff.reset()
@@ -414,13 +417,13 @@ class EtcdStore:
             except (aiohttp.ClientError, TimeoutError, _NotSent, _Ambiguous) as exc:
                 error = exc
             _logger.info("etcd watch on %s interrupted (%s); resuming after %d", prefix, error, last)
-            self._gateway.failover()
+            self._gateway.failover(endpoint)
             await backoff.wait(error)
 
-    async def _watch_stream(self, prefix: str, after: int) -> AsyncIterator[list[Event]]:
+    async def _watch_stream(self, endpoint: str, prefix: str, after: int) -> AsyncIterator[list[Event]]:
         start, end = self._range_of(prefix, "")
         create = {"key": start, "range_end": end, "start_revision": after + 1, "prev_kv": True}
-        async with self._gateway.stream("/v3/watch", {"create_request": create}) as response:
+        async with self._gateway.stream(endpoint + "/v3/watch", {"create_request": create}) as response:
             async for message in _json_lines(response):
                 result = _watch_result(message, after)
                 events = [e for e in map(self._event, result.get("events", ())) if e.revision > after]

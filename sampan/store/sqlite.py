@@ -303,7 +303,7 @@ class SQLiteStore:
         conn.execute("PRAGMA auto_vacuum = INCREMENTAL")  # effective only on a new database
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = FULL")
-        conn.execute("PRAGMA journal_size_limit = 16777216")
+        conn.execute("PRAGMA journal_size_limit = 8388608")
         conn.executescript(log.SCHEMA)
         return conn
 
@@ -365,7 +365,7 @@ def _compact_range(txn: log.Txn, *, low: int, high: int, target: int) -> int:
 
 
 def _reclaim_space(conn: sqlite3.Connection) -> tuple[int, int, int]:
-    conn.execute("PRAGMA incremental_vacuum").fetchall()  # each row is one freed page
+    conn.executescript("PRAGMA incremental_vacuum")  # steps until done: frees every page
     conn.execute("PRAGMA busy_timeout = 100")  # a long read must not stall the writer
     try:
         return conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
