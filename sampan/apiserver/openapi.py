@@ -634,7 +634,7 @@ def _discovery_routes(registry: Registry) -> Iterator[Route]:
         return Route(document, "get", path, operation, description, (),
                      (Response(200, "OK", definition),), MEDIA_TYPES, MEDIA_TYPES)
 
-    yield get("api", "/api/", "getCoreAPIVersions", "get available API versions",
+    yield get("api", "/api/", "getAPIVersions", "get available API versions",
               _META + "APIVersions")
     yield get("apis", "/apis/", "getAPIVersions", "get available API versions",
               _META + "APIGroupList")

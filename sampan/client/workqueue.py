@@ -204,7 +204,7 @@ class RateLimitingQueue(WorkQueue[T]):
 
     def _fire(self, item: T) -> None:
         self._waiting.pop(item, None)
-        super().add(item)
+        self.add(item)
 
     def add_rate_limited(self, item: T) -> None:
         self.add_after(item, self.rate_limiter.when(item))

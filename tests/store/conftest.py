@@ -11,7 +11,7 @@ import pytest
 
 from sampan.store import EtcdStore, SQLiteStore, Store
 
-from .etcd_cluster import EtcdCluster, etcd_available, etcd_cluster
+from tests.etcdutil import EtcdCluster, etcd_available, etcd_cluster
 
 BACKENDS = ["sqlite", pytest.param("etcd", marks=pytest.mark.etcd)]
 

@@ -15,7 +15,7 @@ import pytest
 from sampan.store import Store
 
 from .conftest import BACKENDS, Backend, etcd_backend
-from .etcd_cluster import etcd_available, etcd_cluster
+from tests.etcdutil import etcd_available, etcd_cluster
 
 ROOT = Path(__file__).resolve().parents[2]
 ACKNOWLEDGED_BEFORE_KILL = 300

@@ -11,7 +11,7 @@ import pytest
 
 from sampan.store import EtcdStore, KeyExistsError, StoreUnavailableError
 
-from .etcd_cluster import EtcdCluster, etcd_available, etcd_cluster
+from tests.etcdutil import EtcdCluster, etcd_available, etcd_cluster
 from .test_conformance import assert_contiguous, collect
 
 pytestmark = [

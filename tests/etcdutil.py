@@ -1,11 +1,12 @@
-"""Start real etcd members (Debian's etcd-server) on free loopback ports, for tests.
+"""Start real etcd members (Debian's etcd-server) on free loopback ports, for tests and benchmarks.
 
-    with etcd_cluster(3) as cluster:
+    with etcd_cluster(3) as cluster:              # or: cluster = start_etcd_cluster(3, workdir)
         store = EtcdStore(cluster.client_urls, prefix="/t/")
-        cluster.kill(0); cluster.restart(0)
+        cluster.kill(0)                            # SIGKILL one member
+        cluster.start(0); cluster.wait_ready()     # back on the same data dir
 
-Each member gets its own data dir under a temporary directory; on exit every process this
-module started is killed by PID and the directory removed.
+Each member gets its own data dir under a fresh temporary directory; ``stop()`` kills every
+process this module started, by PID, and removes that directory.
 """
 
 from __future__ import annotations
@@ -110,8 +111,10 @@ class EtcdCluster:
         self.start(index)
 
     def stop(self) -> None:
+        """Kill every member and remove the data."""
         for i in range(len(self.members)):
             self.kill(i)
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 def _healthy(client_url: str) -> bool:
@@ -122,9 +125,11 @@ def _healthy(client_url: str) -> bool:
         return False
 
 
-@contextlib.contextmanager
-def etcd_cluster(size: int = 1, *, workdir: str | None = None) -> Iterator[EtcdCluster]:
-    """``size`` etcd members on loopback, healthy on entry, killed and removed on exit."""
+def start_etcd_cluster(size: int = 1, workdir: str | os.PathLike[str] | None = None) -> EtcdCluster:
+    """``size`` healthy etcd members on loopback, with data under ``workdir`` (created if need
+    be; default: the system temp dir). Call ``stop()`` when done."""
+    if workdir is not None:
+        os.makedirs(workdir, exist_ok=True)
     base = tempfile.mkdtemp(prefix="sampan-etcd-", dir=workdir)
     ports = free_ports(2 * size)
     members = [
@@ -142,7 +147,19 @@ def etcd_cluster(size: int = 1, *, workdir: str | None = None) -> Iterator[EtcdC
         for i in range(size):
             cluster.start(i)
         cluster.wait_ready()
+    except BaseException:
+        cluster.stop()
+        raise
+    return cluster
+
+
+@contextlib.contextmanager
+def etcd_cluster(
+    size: int = 1, *, workdir: str | os.PathLike[str] | None = None
+) -> Iterator[EtcdCluster]:
+    """``start_etcd_cluster`` as a context manager."""
+    cluster = start_etcd_cluster(size, workdir)
+    try:
         yield cluster
     finally:
         cluster.stop()
-        shutil.rmtree(base, ignore_errors=True)
