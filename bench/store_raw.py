@@ -89,8 +89,11 @@ def raw_sqlite_limits(path: str, *, transactions: int = 3000, threads: int = 8) 
 # --- raw etcd -----------------------------------------------------------------------------
 
 
-async def raw_etcd_puts(endpoint: str, *, puts: int = 5000, concurrency: int = CONCURRENCY) -> float:
-    """Puts per second with ``concurrency`` requests in flight through the JSON gateway."""
+async def raw_etcd_puts(
+    endpoint: str, *, puts: int = 5000, concurrency: int = CONCURRENCY, txn: bool = False
+) -> float:
+    """Puts per second with ``concurrency`` requests in flight through the JSON gateway; with
+    ``txn`` each put is the create-if-absent transaction a store create sends."""
     prefix = f"/bench-raw-{uuid.uuid4().hex[:8]}/"
     per_worker = puts // concurrency
     connector = aiohttp.TCPConnector(limit=concurrency)
@@ -99,8 +102,9 @@ async def raw_etcd_puts(endpoint: str, *, puts: int = 5000, concurrency: int = C
         async def worker(w: int) -> None:
             for i in range(per_worker):
                 key = base64.b64encode(f"{prefix}{w}/{i}".encode()).decode()
-                body = orjson.dumps({"key": key, "value": base64.b64encode(VALUE).decode()})
-                async with session.post(endpoint + "/v3/kv/put", data=body) as response:
+                put = {"key": key, "value": base64.b64encode(VALUE).decode()}
+                path, body = ("/v3/kv/put", put) if not txn else ("/v3/kv/txn", _create_txn(put))
+                async with session.post(endpoint + path, data=orjson.dumps(body)) as response:
                     response.raise_for_status()
                     await response.read()
 
@@ -109,9 +113,22 @@ async def raw_etcd_puts(endpoint: str, *, puts: int = 5000, concurrency: int = C
         return per_worker * concurrency / (time.perf_counter() - started)
 
 
+def _create_txn(put: dict[str, str]) -> dict[str, Any]:
+    return {
+        "compare": [{"key": put["key"], "target": "CREATE", "create_revision": 0}],
+        "success": [{"request_put": put}],
+        "failure": [{"request_range": {"key": put["key"]}}],
+    }
+
+
 def raw_etcd_limits(endpoints: list[str], *, puts: int = 5000) -> dict[str, Any]:
     rate = _run(raw_etcd_puts(endpoints[0], puts=puts))
-    return {"name": f"etcd put, {CONCURRENCY} in flight", "writes_per_s": round(rate, 1)}
+    txns = _run(raw_etcd_puts(endpoints[0], puts=puts, txn=True))
+    return {
+        "name": f"etcd put, {CONCURRENCY} in flight",
+        "writes_per_s": round(rate, 1),
+        "create_txns_per_s": round(txns, 1),
+    }
 
 
 # --- our stores ---------------------------------------------------------------------------
@@ -132,16 +149,21 @@ async def store_creates_per_second(
     return per_worker * concurrency / (time.perf_counter() - started)
 
 
-async def store_gets_per_second(
-    store: Store, *, gets: int = 20000, concurrency: int = CONCURRENCY
+async def store_reads_per_second(
+    store: Store, *, reads: int = 20000, concurrency: int = CONCURRENCY, listing: bool = False
 ) -> float:
-    keys = [f"/bench-get/{i}" for i in range(100)]
+    """Gets by key (or, with ``listing``, lists of a 100-key prefix) per second."""
+    prefix = f"/bench-read-{uuid.uuid4().hex[:8]}/"
+    keys = [f"{prefix}{i:03d}" for i in range(100)]
     await asyncio.gather(*(store.create(k, VALUE) for k in keys))
-    per_worker = gets // concurrency
+    per_worker = reads // concurrency
 
     async def worker(w: int) -> None:
         for i in range(per_worker):
-            await store.get(keys[(w + i) % len(keys)])
+            if listing:
+                await store.list(prefix)
+            else:
+                await store.get(keys[(w + i) % len(keys)])
 
     started = time.perf_counter()
     await asyncio.gather(*(worker(w) for w in range(concurrency)))
@@ -155,10 +177,11 @@ async def sqlite_store_numbers(path: str, *, creates: int, readers: int = 2) -> 
         commits = store.commits
         rate = await store_creates_per_second(store, creates=creates)
         per_commit = creates / max(store.commits - commits, 1)
-        gets = await store_gets_per_second(store, gets=creates * 4)
+        gets = await store_reads_per_second(store, reads=creates * 4)
+        lists = await store_reads_per_second(store, reads=creates // 4, listing=True)
     finally:
         await store.close()
-    return {"creates_per_s": rate, "writes_per_commit": per_commit, "gets_per_s": gets}
+    return {"creates_per_s": rate, "writes_per_commit": per_commit, "gets_per_s": gets, "lists_per_s": lists}
 
 
 async def etcd_store_creates(endpoints: list[str], *, creates: int) -> float:
@@ -184,13 +207,15 @@ def _sqlite_report(workdir: Path, quick: bool) -> None:
     raw = raw_sqlite_limits(str(workdir / "raw.db"), transactions=n)
     print(f"raw sqlite (WAL, FULL), 1 thread    {raw['writes_per_s']:>9.0f} tx/s")
     print(f"raw sqlite (WAL, FULL), 8 threads   {raw['writes_per_s_8_threads']:>9.0f} tx/s")
-    for readers in (0, 1, 2, 4):
-        ours = _run(sqlite_store_numbers(str(workdir / f"store-{readers}.db"), creates=n, readers=readers))
+    for readers in (2, 0):
+        path = str(workdir / f"store-{readers}.db")
+        ours = _run(sqlite_store_numbers(path, creates=n, readers=readers))
         ratio = ours["creates_per_s"] / raw["writes_per_s"]
         print(
-            f"SQLiteStore readers={readers}: creates {ours['creates_per_s']:>7.0f}/s"
-            f" ({ratio:.2f}x raw 1-thread; {ours['writes_per_commit']:.1f} writes/commit),"
-            f" gets {ours['gets_per_s']:>7.0f}/s"
+            f"SQLiteStore (readers={readers}), {CONCURRENCY} concurrent:"
+            f" creates {ours['creates_per_s']:>6.0f}/s = {ratio:.2f}x raw 1-thread"
+            f" ({ours['writes_per_commit']:.1f} writes/commit);"
+            f" gets {ours['gets_per_s']:>6.0f}/s; lists of 100 {ours['lists_per_s']:>5.0f}/s"
         )
 
 
@@ -206,7 +231,11 @@ def _etcd_report(endpoints: list[str] | None, workdir: Path, quick: bool) -> Non
         raw = raw_etcd_limits(endpoints, puts=n)
         ours = _run(etcd_store_creates(endpoints, creates=n))
         print(f"raw etcd put, {CONCURRENCY} in flight     {raw['writes_per_s']:>9.0f} puts/s")
-        print(f"EtcdStore creates, {CONCURRENCY} concurrent {ours:>9.0f}/s ({ours / raw['writes_per_s']:.2f}x raw)")
+        print(f"raw etcd create txn, {CONCURRENCY} in flight {raw['create_txns_per_s']:>7.0f} txn/s")
+        print(
+            f"EtcdStore creates, {CONCURRENCY} concurrent {ours:>9.0f}/s"
+            f" = {ours / raw['writes_per_s']:.2f}x raw put, {ours / raw['create_txns_per_s']:.2f}x raw txn"
+        )
     finally:
         if cluster is not None:
             cluster.stop()

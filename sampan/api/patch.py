@@ -22,7 +22,8 @@ strategicpatch reports without a status (a list item without its merge key, for 
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from decimal import Decimal
+from typing import Any
 
 import orjson
 
@@ -49,7 +50,8 @@ _REJECTED = "the server rejected our request due to an error in our request"
 
 def check_patch_type(content_type: str, *, is_custom: bool) -> str:
     """The patch type of a PATCH request's Content-Type, or 415 like upstream."""
-    patch_type = content_type.split(";", 1)[0] if content_type.find(";") > 0 else content_type
+    separator = content_type.find(";")
+    patch_type = content_type[:separator] if separator > 0 else content_type
     accepted = CUSTOM_PATCH_TYPES if is_custom else BUILTIN_PATCH_TYPES
     if patch_type not in accepted:
         raise StatusError(
@@ -302,9 +304,8 @@ def _require_object(patched: Any) -> dict:
               '{ APIVersion string "json:\\"apiVersion,omitempty\\""; '
               'Kind string "json:\\"kind,omitempty\\"" }')
     error = invalid("patch", orjson.dumps(patched).decode(), detail)
-    return_error = StatusError(422, "Invalid", f' "" is invalid: {error.message()}',
-                               details={"causes": [error.cause()]})
-    raise return_error
+    raise StatusError(422, "Invalid", f' "" is invalid: {error.message()}',
+                      details={"causes": [error.cause()]})
 
 
 # --------------------------------------------------------------------------------------------
@@ -427,15 +428,15 @@ def _merge_map(original: dict | None, patch: dict, meta: _PatchMeta) -> dict:
             continue
         if isinstance(original_value, dict):
             field, strategies, _ = meta.field(key)
-            if _list_strategy(strategies) == _REPLACE:
+            if _strategy(strategies) == _REPLACE:
                 original[key] = patch_value
             else:
                 original[key] = _merge_map(original_value, patch_value, field)
         elif isinstance(original_value, list):
             element, strategies, merge_key = meta.list_field(key)
-            original[key] = _merge_list_field(original_value, patch_value, element,
-                                              _list_strategy(strategies), merge_key,
-                                              is_delete_list)
+            original[key], _ = _merge_list_field(original_value, patch_value, element,
+                                                 _strategy(strategies), merge_key,
+                                                 is_delete_list)
         else:
             _set_patch_value(original, key, patch_value)
     return original
@@ -493,8 +494,9 @@ def _remove_directives(value: Any) -> tuple[Any, bool]:
     return value, True
 
 
-def _list_strategy(strategies: list[str]) -> str:
-    """The strategy besides ``retainKeys`` (which only changes how clients build patches)."""
+def _strategy(strategies: list[str]) -> str:
+    """The field's strategy besides ``retainKeys``, which only shapes the patches clients
+    compute (the server acts on the ``$retainKeys`` directive instead)."""
     if len(strategies) == 1:
         return "" if strategies[0] == _RETAIN_KEYS else strategies[0]
     if len(strategies) == 2 and _RETAIN_KEYS in strategies:
@@ -540,19 +542,19 @@ def _merge_ordered_lists(original: dict, patch: dict, meta: _PatchMeta) -> None:
         original_list = _list_or_missing(original.get(field, _MISSING))
         patch_list = _list_or_missing(patch.get(field, _MISSING))
         element, strategies, merge_key = meta.list_field(field)
-        strategy = _list_strategy(strategies)
+        strategy = _strategy(strategies)
         _check_order_directive(None if patch_list is _MISSING else patch_list, order, merge_key)
         if original_list is _MISSING and patch_list is _MISSING:
             continue
+        live = [] if original_list is _MISSING else original_list
         if patch_list is _MISSING:
             merged = original_list
         elif original_list is _MISSING:
             merged = _remove_directives(patch_list)[0]
         else:
-            merged = _merge_list_field(original_list, patch_list, element, strategy, merge_key,
-                                       False)
+            merged, live = _merge_list_field(original_list, patch_list, element, strategy,
+                                             merge_key, False)
         in_order, server_only = _partition(merged, order, merge_key)
-        live = [] if original_list is _MISSING else original_list
         element_type = _element_type(live, [] if patch_list is _MISSING else patch_list)
         original[field] = _normalize_order(in_order, server_only, order, live, merge_key,
                                            element_type)
@@ -597,33 +599,50 @@ def _merge_key_equal(left: Any, right: Any, merge_key: str) -> bool:
 
 
 def _merge_list_field(original: list, patch: list, element: _PatchMeta, strategy: str,
-                      merge_key: str, is_delete_list: bool) -> list:
+                      merge_key: str, is_delete_list: bool) -> tuple[list, list]:
+    """The merged list, and the original list as Go's caller sees it afterwards (see
+    ``_merge_list``)."""
     if strategy == _MERGE or is_delete_list:
         return _merge_list(original, patch, element, merge_key, is_delete_list)
-    return patch
+    return patch, original
 
 
 def _merge_list(original: list, patch: list, element: _PatchMeta, merge_key: str,
-                is_delete_list: bool) -> list:
+                is_delete_list: bool) -> tuple[list, list]:
+    """Merge two lists; also return the caller's view of ``original`` afterwards.
+
+    Go's mergeSlice shares the original's backing array: ``$patch: delete`` shifts the
+    remaining items left in place, and the first items appended after that fill the vacated
+    slots. Upstream orders a ``$setElementOrder`` list by that view of the live list, so the
+    view is part of the semantics."""
     if not original and not patch:
-        return original
+        return original, original
     element_type = _element_type(original, patch)
     if element_type is not dict:
         if is_delete_list:
-            return [item for item in original if not any(_same(item, d) for d in patch)]
+            kept = [item for item in original if not any(_same(item, d) for d in patch)]
+            return kept, original
         merged = _unique(original + patch)
+        live_view = original
     else:
         if not merge_key:
             raise _unknown(f"cannot merge lists without merge key for {element.name()}")
-        original, patch = _apply_list_directives(original, patch, merge_key)
-        merged = _merge_by_key(original, patch, merge_key, element)
+        remaining, plain, replace = _apply_list_directives(original, patch, merge_key)
+        base, patch = (plain, []) if replace else (remaining, plain)
+        merged = _merge_by_key(base, patch, merge_key, element)
+        vacated = len(original) - len(remaining)
+        live_view = remaining if replace else remaining + merged[len(base):][:vacated]
+        original = base
     in_patch, server_only = _partition(merged, patch, merge_key)
-    return _normalize_order(in_patch, server_only, patch, original, merge_key, element_type)
+    ordered = _normalize_order(in_patch, server_only, patch, original, merge_key, element_type)
+    return ordered, live_view
 
 
-def _apply_list_directives(original: list, patch: list, merge_key: str) -> tuple[list, list]:
-    """Items with ``$patch``: ``delete`` removes the original's items with that key,
-    ``replace`` makes the patch's other items the whole list."""
+def _apply_list_directives(original: list, patch: list,
+                           merge_key: str) -> tuple[list, list, bool]:
+    """Apply the patch items that carry ``$patch``: ``delete`` removes the original's items
+    with that key, ``replace`` (the third result) makes the other items the whole list.
+    Returns the remaining original items and the patch's plain items."""
     plain = []
     replace = False
     for item in patch:
@@ -634,7 +653,7 @@ def _apply_list_directives(original: list, patch: list, merge_key: str) -> tuple
         if directive == _DELETE:
             if merge_key not in item:
                 raise _no_merge_key(item, merge_key)
-            original = [o for o in original if not _has_key_value(o, merge_key, item[merge_key])]
+            original = _delete_by_key(original, merge_key, item[merge_key])
         elif directive == _REPLACE:
             replace = True
         elif directive == _MERGE:
@@ -642,20 +661,11 @@ def _apply_list_directives(original: list, patch: list, merge_key: str) -> tuple
         else:
             raise _unknown(f"unknown patch type: {_go_string(directive)} in map: "
                            f"{_go_value(item)}")
-    if replace:
-        return plain, []
-    return original, plain
-
-
-def _has_key_value(item: Any, merge_key: str, value: Any) -> bool:
-    if not isinstance(item, dict):
-        raise _unknown("value for key is not a map")
-    return merge_key in item and _same(item[merge_key], value)
+    return original, plain, replace
 
 
 def _merge_by_key(original: list, patch: list, merge_key: str, element: _PatchMeta) -> list:
-    """Merge each patch item into the original's item with the same key, or append it. The
-    original list keeps its length: appended items are not part of the live order."""
+    """Merge each patch item into the original's item with the same key, or append it."""
     merged = list(original)
     for item in patch:
         if merge_key not in item:
@@ -665,9 +675,13 @@ def _merge_by_key(original: list, patch: list, merge_key: str, element: _PatchMe
             merged.append(item)
         else:
             merged[index] = _merge_map(merged[index], item, element)
-            if index < len(original):
-                original[index] = merged[index]
     return merged
+
+
+def _delete_by_key(items: list, merge_key: str, value: Any) -> list:
+    while (index := _find_by_key(items, merge_key, value)) is not None:
+        items = items[:index] + items[index + 1:]
+    return items
 
 
 def _find_by_key(items: list, merge_key: str, value: Any) -> int | None:
@@ -893,26 +907,16 @@ def _go_value(value: Any) -> str:
 
 
 def _go_float(value: float) -> str:
-    """``%v`` of a float64: shortest digits, exponent form below 1e-4 and from 1e21."""
-    if value != value or value in (float("inf"), float("-inf")):
-        return {True: "NaN"}.get(value != value, "+Inf" if value > 0 else "-Inf")
-    mantissa, _, exponent = f"{value:e}".partition("e")
-    digits = repr(value)
-    power = int(exponent)
-    if power < -4 or power >= 21:
-        shortest = format(value, ".17g")
-        for precision in range(1, 18):
-            candidate = format(value, f".{precision}e")
-            if float(candidate) == value:
-                shortest = candidate
-                break
-        head, _, tail = shortest.partition("e")
-        sign = "-" if int(tail) < 0 else "+"
-        return f"{head}e{sign}{abs(int(tail)):02d}"
-    if digits.endswith(".0"):
-        digits = digits[:-2]
-    return digits
-
-
-def _iterate(values: Iterable[Any]) -> list[Any]:
-    return list(values)
+    """``%v`` of a float64 (strconv's shortest ``%g``): ``0.5``, ``1e+06``, ``1.5e-05``."""
+    if value != value:
+        return "NaN"
+    if value in (float("inf"), float("-inf")):
+        return "+Inf" if value > 0 else "-Inf"
+    sign, digits, exponent = Decimal(repr(value)).normalize().as_tuple()
+    text = "".join(map(str, digits))
+    power = len(digits) + int(exponent) - 1
+    head = "-" if sign else ""
+    if power < -4 or power >= 6:
+        mantissa = text[0] + ("." + text[1:] if len(text) > 1 else "")
+        return f"{head}{mantissa}e{'-' if power < 0 else '+'}{abs(power):02d}"
+    return head + format(Decimal(repr(abs(value))).normalize(), "f")

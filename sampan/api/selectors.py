@@ -671,11 +671,10 @@ def _no_value(obj: dict[str, Any]) -> str:
 
 
 def _go_sprint(value: Any) -> str:
-    """``fmt.Sprint`` of a JSON scalar, as strategies and CRD selectable fields render them."""
+    """``fmt.Sprint`` of the scalars a selectable field can hold: strings, integers, booleans
+    (CRD validation allows no other type for selectableFields)."""
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer() and abs(value) < 1e21:
-        return str(int(value))
     return str(value)
 
 
@@ -846,6 +845,6 @@ def field_labels(resource: Resource) -> FieldLabels:
 
 __all__ = [
     "FieldLabels", "FieldRequirement", "FieldSelector", "LabelSelector", "Requirement",
-    "crd_version", "escape_field_value", "field_labels", "from_label_selector_object", "label_key_errors",
-    "label_value_errors", "parse_field_selector", "parse_label_selector", "selector_from_set",
+    "crd_version", "escape_field_value", "field_labels", "from_label_selector_object",
+    "label_key_errors", "label_value_errors", "parse_field_selector", "parse_label_selector", "selector_from_set",
 ]

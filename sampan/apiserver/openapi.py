@@ -26,7 +26,7 @@ import base64
 import hashlib
 import weakref
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import orjson
 
@@ -442,23 +442,28 @@ def _group_version_path(group: str, version: str) -> str:
     return f"api/{version}" if not group else f"apis/{group}/{version}"
 
 
+def _resource_routes(r: Resource, kinds: _Kinds) -> Iterator[Route]:
+    definition = kinds.name(r.group, r.version, r.kind)
+    if definition is None:
+        return iter(())  # a kind without a schema: nothing to describe
+    return _ResourceRoutes(r, kinds, definition).routes()
+
+
 class _ResourceRoutes:
     """The routes of one resource and its subresources (upstream's registerResourceHandlers)."""
 
-    def __init__(self, r: Resource, kinds: _Kinds):
+    def __init__(self, r: Resource, kinds: _Kinds, definition: str):
         self.r = r
         self.kinds = kinds
+        self.object = definition
+        self.gvk: GVK = (r.group, r.version, r.kind)
+        self.crd = r.crd is not None
         self.document = _group_version_path(r.group, r.version)
         self.prefix = "/" + self.document
         self.scope = f"namespaces/{{namespace}}/{r.resource}" if r.namespaced else r.resource
         self.namespaced = "Namespaced" if r.namespaced else ""
-        self.object = kinds.name(r.group, r.version, r.kind)
-        self.gvk: GVK = (r.group, r.version, r.kind)
-        self.crd = r.crd is not None
 
     def routes(self) -> Iterator[Route]:
-        if self.object is None:
-            return  # a kind without a schema: nothing to describe
         yield from self._collection()
         yield from self._item()
         for name in sorted(self.r.subresources):
@@ -788,12 +793,15 @@ def _crd_version(crd: dict, version: str) -> dict:
     return {}
 
 
+def _crd_list_kind(r: Resource) -> str:
+    return (r.crd or {}).get("spec", {}).get("names", {}).get("listKind") or r.list_kind
+
+
 def _crd_definitions(r: Resource, v2: bool) -> dict[str, Schema]:
     """The object and list definitions of one served version of a custom resource."""
     crd = r.crd or {}
-    names = crd.get("spec", {}).get("names", {})
-    list_kind = names.get("listKind") or r.list_kind
-    plural = names.get("plural") or r.resource
+    list_kind = _crd_list_kind(r)
+    plural = crd.get("spec", {}).get("names", {}).get("plural") or r.resource
     source = (_crd_version(crd, r.version).get("schema") or {}).get("openAPIV3Schema")
     preserve = crd.get("spec", {}).get("preserveUnknownFields", False)
     name = crd_model_name(r.group, r.version, r.kind)
@@ -842,7 +850,8 @@ def _ref_property(definition: str, description: str, v2: bool) -> Schema:
     return {"allOf": [{"$ref": _V3_REF + definition}], "description": description}
 
 
-def _crd_children(node: Schema, convert: Any) -> Schema:
+def _crd_children(node: Schema, convert: Callable[[Schema], Schema]) -> Schema:
+    """``node`` with ``convert`` applied to each of its subschemas."""
     out = dict(node)
     if isinstance(node.get("properties"), dict):
         out["properties"] = {k: convert(v) for k, v in node["properties"].items()}
@@ -920,22 +929,20 @@ def _add_embedded_properties(node: Schema, v2: bool) -> None:
 # --- the catalog: routes and definitions of one registry generation ----------------------------
 
 class _Catalog:
+    """The routes and definitions of one registry generation, shared by both builders."""
+
     def __init__(self, registry: Registry, schemas: api_schema.Schemas):
         self.builtins = _builtins(schemas)
         custom = [r for r in registry.all() if r.crd is not None]
-        self.crd_kinds: dict[GVK, str] = {}
-        for r in custom:
-            list_kind = (r.crd or {}).get("spec", {}).get("names", {}).get("listKind")
-            for kind in (r.kind, list_kind or r.list_kind):
-                self.crd_kinds[(r.group, r.version, kind)] = crd_model_name(
-                    r.group, r.version, kind)
-        self.crd_definitions = {v2: {name: schema for r in custom
-                                     for name, schema in _crd_definitions(r, v2).items()}
-                                for v2 in (True, False)}
-        kinds = _Kinds(schemas, self.crd_kinds)
-        self.routes = list(_discovery_routes(registry))
-        for r in sorted(registry.all(), key=lambda r: (r.group, r.version, r.resource)):
-            self.routes.extend(_ResourceRoutes(r, kinds).routes())
+        self.crd_definitions = {
+            v2: {name: schema for r in custom for name, schema in _crd_definitions(r, v2).items()}
+            for v2 in (True, False)}
+        crd_kinds = {(r.group, r.version, kind): crd_model_name(r.group, r.version, kind)
+                     for r in custom for kind in (r.kind, _crd_list_kind(r))}
+        kinds = _Kinds(schemas, crd_kinds)
+        served = sorted(registry.all(), key=lambda r: (r.group, r.version, r.resource))
+        self.routes = [*_discovery_routes(registry),
+                       *(route for r in served for route in _resource_routes(r, kinds))]
         self.documents = frozenset(route.document for route in self.routes)
 
     def definition(self, name: str, v2: bool) -> Schema | None:

@@ -230,8 +230,8 @@ class APIServer:
         if path in ("/api", "/apis"):
             aggregated = discovery.negotiate_discovery(accept)
             if aggregated:
-                body = discovery.aggregated_discovery(registry, legacy=(path == "/api"))
-                return json_response(body, content_type=aggregated, headers={"Vary": "Accept"})
+                encoded = discovery.encode_aggregated_discovery(registry, path == "/api", aggregated)
+                return _cached(request, encoded, aggregated)
             if path == "/api":
                 return json_response(discovery.api_versions(f"{self.advertise_address}:{self.port}"))
             return json_response(discovery.api_group_list(registry))
@@ -248,26 +248,57 @@ class APIServer:
             body = discovery.api_resource_list(registry, parts[1], parts[2])
             if body is not None:
                 return json_response(body)
-        if path == "/openapi/v2":
-            return json_response(openapi.openapi_v2(registry, self.schemata.schemas))
-        if path == "/openapi/v3":
-            return json_response(openapi.openapi_v3_index(registry))
-        if path.startswith("/openapi/v3/"):
-            doc = openapi.openapi_v3_group_version(registry, self.schemata.schemas,
-                                                   path[len("/openapi/v3/"):])
-            if doc is not None:
-                return json_response(doc)
+        if path.startswith("/openapi/"):
+            return self._openapi(request, path, accept)
         if path == "/metrics":
             self._update_gauges()
             return web.Response(body=generate_latest(self.metrics.registry),
                                 headers={"Content-Type": CONTENT_TYPE_LATEST})
         raise StatusError(404, "NotFound", "the server could not find the requested resource")
 
+    def _openapi(self, request: web.Request, path: str, accept: str) -> web.StreamResponse:
+        schemas = self.schemata.schemas
+        if not _accepts_json(accept):
+            raise StatusError(406, "NotAcceptable", "only application/json is served for OpenAPI")
+        if path == "/openapi/v2":
+            return _cached(request, openapi.encode_openapi_v2(self.registry, schemas), JSON)
+        if path == "/openapi/v3":
+            return _cached(request, openapi.encode_openapi_v3_index(self.registry, schemas), JSON)
+        gv_path = path[len("/openapi/v3/"):]
+        encoded = openapi.encode_openapi_v3(self.registry, schemas, gv_path) if gv_path else None
+        if encoded is None:
+            raise StatusError(404, "NotFound", "the server could not find the requested resource")
+        wanted = request.query.get("hash")
+        if wanted and wanted != encoded.hash:
+            raise web.HTTPMovedPermanently(f"{path}?hash={encoded.hash}")
+        headers = {"Cache-Control": "public, immutable"} if wanted else None
+        return _cached(request, encoded, JSON, headers)
+
     def _update_gauges(self) -> None:
         for prefix, cache in self.mux.caches.items():
             name = prefix[len("/registry/"):].strip("/").replace("/", ".")
             self.metrics.objects.labels(name).set(len(cache.objects))
             self.metrics.watchers.labels(name).set(len(cache._watchers))
+
+
+JSON = "application/json"
+
+
+def _accepts_json(accept: str) -> bool:
+    if not accept:
+        return True
+    return any(part.split(";")[0].strip() in ("application/json", "*/*", "application/*")
+               for part in accept.split(","))
+
+
+def _cached(request: web.Request, encoded, content_type: str,
+            headers: dict[str, str] | None = None) -> web.Response:
+    """A document serialized once, with its ETag; 304 when the client already has it."""
+    etag = encoded.etag
+    all_headers = {"ETag": etag, "Vary": "Accept", "Content-Type": content_type, **(headers or {})}
+    if request.headers.get("If-None-Match") == etag:
+        return web.Response(status=304, headers=all_headers)
+    return web.Response(body=encoded.body, headers=all_headers)
 
 
 def version_info() -> dict[str, str]:

@@ -324,7 +324,7 @@ def _summarise_init_containers(pod: Obj, summary: _PodSummary) -> tuple[bool, in
             continue
         if terminated is not None:
             summary.reason = _terminated_reason(terminated, "Init:")
-        elif waiting is not None and waiting.get("reason") and waiting["reason"] != "PodInitializing":
+        elif (waiting or {}).get("reason") not in (None, "", "PodInitializing"):
             summary.reason = "Init:" + waiting["reason"]
         else:
             summary.reason = f"Init:{i}/{len(init_specs)}"
@@ -956,13 +956,20 @@ _DEFAULT_CLASS_ANNOTATIONS = ("storageclass.kubernetes.io/is-default-class",
 
 
 def _storage_class_row(obj: Obj, now: float) -> list[Cell]:
-    annotations = _get(obj, "metadata", "annotations") or {}
-    name = _name(obj)
-    if any(annotations.get(a) == "true" for a in _DEFAULT_CLASS_ANNOTATIONS):
-        name += " (default)"
-    return [name, obj.get("provisioner", ""), obj.get("reclaimPolicy") or "Delete",
+    return [_name(obj), obj.get("provisioner", ""), obj.get("reclaimPolicy") or "Delete",
             obj.get("volumeBindingMode") or "Immediate", bool(obj.get("allowVolumeExpansion")),
             _age(obj, now)]
+
+
+def _mark_effective_default_class(objects: list[Obj], rows: list[list[Cell]]) -> None:
+    """Only the class that admission would use is "(default)": of those annotated as default,
+    the newest, then the first by name (the storage class TableConvertor of 1.36+)."""
+    annotated = [(-(parse_time(_get(o, "metadata", "creationTimestamp")) or 0.0), _name(o), i)
+                 for i, o in enumerate(objects)
+                 if any((_get(o, "metadata", "annotations") or {}).get(a) == "true"
+                        for a in _DEFAULT_CLASS_ANNOTATIONS)]
+    if annotated:
+        rows[min(annotated)[2]][0] += " (default)"
 
 
 def _priority_class_row(obj: Obj, now: float) -> list[Cell]:
@@ -994,6 +1001,8 @@ class Printer:
     columns: tuple[Column, ...]
     row: RowFunction
     conditions: Callable[[Obj], list[dict[str, str]] | None] | None = None
+    # Adjusts the cells once every row exists, for printing that depends on the whole list.
+    finish: Callable[[list[Obj], list[list[Cell]]], None] | None = None
 
     @functools.cached_property
     def column_definitions(self) -> list[dict[str, Any]]:
@@ -1221,7 +1230,7 @@ PRINTERS: dict[tuple[str, str], Printer] = {
         _col("VolumeBindingMode", ("storage.v1.StorageClass", "volumeBindingMode")),
         _col("AllowVolumeExpansion", ("storage.v1.StorageClass", "allowVolumeExpansion")),
         AGE,
-    ), _storage_class_row),
+    ), _storage_class_row, finish=_mark_effective_default_class),
     ("scheduling.k8s.io", "priorityclasses"): Printer((
         NAME,
         _col("Value", ("scheduling.v1.PriorityClass", "value"), type="integer"),
@@ -1588,9 +1597,12 @@ def table(resource: Resource, objects: list[dict], *, include_object: str = INCL
         raise bad_request(f'unrecognized includeObject value: "{include_object}"')
     clock = time.time() if now is None else now
     printer = printer_for(resource)
+    cells = [printer.row(obj, clock) for obj in objects]
+    if printer.finish is not None:
+        printer.finish(objects, cells)
     rows = []
-    for obj in objects:
-        row: dict[str, Any] = {"cells": printer.row(obj, clock)}
+    for obj, row_cells in zip(objects, cells):
+        row: dict[str, Any] = {"cells": row_cells}
         if printer.conditions is not None:
             conditions = printer.conditions(obj)
             if conditions:

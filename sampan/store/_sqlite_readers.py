@@ -1,6 +1,11 @@
-"""Reader threads for the SQLite store: each owns one read-only connection (WAL lets readers run
-beside the writer). A read runs in its own read transaction, so all its statements see one
-snapshot. With ``size=0`` reads run inline on the event loop thread instead."""
+"""Readers for the SQLite store: threads that each own a read-only connection (WAL lets readers
+run beside the writer), plus one connection for point reads on the event loop thread itself.
+Every read runs in its own read transaction, so all its statements see one snapshot.
+
+Measured (bench/store_raw.py, 32 concurrent gets by key): ~87k gets/s inline against ~35k/s
+through a thread -- the hand-off costs more than a B-tree lookup. So point reads (``read_inline``)
+run on the loop, and anything that scans a range (lists, counts, history) goes to the threads.
+With ``size=0`` every read runs inline."""
 
 from __future__ import annotations
 
@@ -12,10 +17,13 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from .base import StoreUnavailableError
+
 T = TypeVar("T")
 
 _logger = logging.getLogger(__name__)
 _STOP = object()
+_INLINE_BUSY_TIMEOUT_MS = 20
 
 
 class _Job:
@@ -39,8 +47,8 @@ class ReaderPool:
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        if self._size == 0:
-            self._inline = self._connect()
+        self._inline = self._connect()
+        self._inline.execute(f"PRAGMA busy_timeout = {_INLINE_BUSY_TIMEOUT_MS}")
         for i in range(self._size):
             stopped: asyncio.Future[None] = loop.create_future()
             thread = threading.Thread(
@@ -50,11 +58,19 @@ class ReaderPool:
             self._stopped.append(stopped)
             thread.start()
 
+    def read_inline(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(conn, *args)`` inside one read transaction, right here: for point reads only.
+        Raises sqlite3.OperationalError rather than wait long for a lock (WAL recovery after a
+        crash, a checkpoint truncating the WAL): the caller then reads on a thread."""
+        if self._inline is None:
+            raise RuntimeError("reader pool is not running")
+        return _snapshot(self._inline, fn, args)
+
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
-        """``fn(conn, *args)`` inside one read transaction."""
-        if self._inline is not None:
-            return _snapshot(self._inline, fn, args)
-        if self._loop is None or not self._threads:
+        """``fn(conn, *args)`` inside one read transaction, on a reader thread."""
+        if not self._threads:
+            return self.read_inline(fn, *args)
+        if self._loop is None:
             raise RuntimeError("reader pool is not running")
         future: asyncio.Future[T] = self._loop.create_future()
         self._queue.put(_Job(fn, args, future))
@@ -75,6 +91,17 @@ class ReaderPool:
             return
         for thread in threads:
             thread.join(timeout)
+        self._fail_queued()
+
+    def _fail_queued(self) -> None:
+        """Jobs queued behind the stop signal will never run: tell their callers."""
+        while True:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(job, _Job):
+                _set(job.future, None, StoreUnavailableError("the SQLite store closed"))
 
     def _run(self, stopped: asyncio.Future[None]) -> None:
         conn = self._connect()

@@ -61,10 +61,11 @@ class Writer:
     def start(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[tuple[int, int]]:
         """Start the thread; the future gives (revision, compacted revision) once it is open."""
         self._loop = loop
+        self._queue = queue.SimpleQueue()  # nothing left over from an earlier run
         ready: asyncio.Future[tuple[int, int]] = loop.create_future()
         self._stopped = loop.create_future()
         self._thread = threading.Thread(
-            target=self._run, args=(ready,), name="sqlite-writer", daemon=True
+            target=self._run, args=(ready, self._stopped), name="sqlite-writer", daemon=True
         )
         self._thread.start()
         return ready
@@ -98,13 +99,13 @@ class Writer:
         self._queue.put(_Op(apply, future, in_txn))
         return future
 
-    def _run(self, ready: asyncio.Future[tuple[int, int]]) -> None:
+    def _run(self, ready: asyncio.Future[tuple[int, int]], stopped: asyncio.Future[None]) -> None:
         try:
             conn = self._connect()
             revisions = log.revisions(conn)
         except Exception as exc:
             error = StoreUnavailableError(f"cannot open the database: {exc}")
-            self._deliver(0, [], [(ready, None, error), (self._stopped, None, None)])
+            self._deliver(0, [], [(ready, None, error), (stopped, None, None)])
             return
         self.revision = revisions[0]
         self._deliver(self.revision, [], [(ready, revisions, None)])
@@ -113,10 +114,10 @@ class Writer:
                 self._execute(conn, batch)
         finally:
             conn.close()
-            self._deliver(self.revision, [], [(self._stopped, None, None)])
+            self._deliver(self.revision, [], [(stopped, None, None)])
 
     def _next_batch(self) -> list[_Op] | None:
-        first = self._queue.get()  # the stop sentinel always arrives, so this cannot hang
+        first = self._queue.get()  # idle until work or the stop sentinel, which stop() sends
         if first is _STOP:
             return None
         batch: list[_Op] = [first]  # type: ignore[list-item]

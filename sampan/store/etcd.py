@@ -130,6 +130,7 @@ class _Gateway:
         self._timeout = timeout
         self._dial_timeout = dial_timeout
         self._session: aiohttp.ClientSession | None = None
+        self._streams: set[aiohttp.ClientResponse] = set()
 
     @property
     def endpoint(self) -> str:
@@ -140,6 +141,8 @@ class _Gateway:
         self._session = aiohttp.ClientSession(connector=connector, headers=_HEADERS)
 
     async def close(self) -> None:
+        for response in self._streams:  # wakes the readers of open watch streams
+            response.close()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -181,7 +184,11 @@ class _Gateway:
         ) as response:
             if response.status != 200:
                 _raise_error(await response.read())
-            yield response
+            self._streams.add(response)
+            try:
+                yield response
+            finally:
+                self._streams.discard(response)
 
     async def _post(self, url: str, payload: bytes, remaining: float) -> dict[str, Any]:
         timeout = aiohttp.ClientTimeout(
@@ -273,20 +280,23 @@ class EtcdStore:
         self._watch_retry_timeout = watch_retry_timeout
         self._compact_interval = compact_interval
         self._compactor: asyncio.Task[None] | None = None
+        self._closed = True
 
     # --- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
+        self._closed = False
         self._gateway.open()
         try:
             await self.current_revision()
         except StoreError:
-            await self._gateway.close()
+            await self.close()
             raise
         if self._compact_interval > 0:
             self._compactor = asyncio.create_task(self._compact_loop(), name="etcd-compactor")
 
     async def close(self) -> None:
+        self._closed = True  # watches end instead of reconnecting
         if self._compactor is not None:
             self._compactor.cancel()
             await asyncio.gather(self._compactor, return_exceptions=True)
@@ -403,24 +413,30 @@ class EtcdStore:
         return self._watch(prefix, after_revision)
 
     async def _watch(self, prefix: str, after_revision: int) -> AsyncIterator[list[Event]]:
+        if self._closed:
+            raise StoreUnavailableError("the etcd store is not running")
         last = after_revision
         backoff = _Backoff(self._watch_retry_timeout)
-        while True:
+        while not self._closed:
             endpoint = self._gateway.endpoint
             try:
                 async with contextlib.aclosing(self._watch_stream(endpoint, prefix, last)) as stream:
                     async for batch in stream:
-                        last = batch[-1].revision
-                        backoff.reset()
-                        yield batch
+                        backoff.reset()  # connected, or progress
+                        if batch:
+                            last = batch[-1].revision
+                            yield batch
                 error: BaseException = _Ambiguous("watch stream ended")
             except (aiohttp.ClientError, TimeoutError, _NotSent, _Ambiguous) as exc:
                 error = exc
+            if self._closed:
+                return
             _logger.info("etcd watch on %s interrupted (%s); resuming after %d", prefix, error, last)
             self._gateway.failover(endpoint)
             await backoff.wait(error)
 
     async def _watch_stream(self, endpoint: str, prefix: str, after: int) -> AsyncIterator[list[Event]]:
+        """Batches of events after ``after``; an empty batch when the watch is established."""
         start, end = self._range_of(prefix, "")
         create = {"key": start, "range_end": end, "start_revision": after + 1, "prev_kv": True}
         async with self._gateway.stream(endpoint + "/v3/watch", {"create_request": create}) as response:
@@ -430,6 +446,8 @@ class EtcdStore:
                 if events:
                     after = events[-1].revision
                     yield events
+                elif result.get("created"):
+                    yield []
 
     def _event(self, data: dict[str, Any]) -> Event:
         prev = self._kv(data["prev_kv"]) if "prev_kv" in data else None

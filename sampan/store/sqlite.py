@@ -3,7 +3,8 @@
 - Durability: WAL with ``synchronous=FULL``; a write is acknowledged after its commit's fsync.
 - Group commit: one writer thread runs every queued write in one transaction (one fsync).
   ``commits`` counts transactions, ``committed_ops`` the writes in them.
-- Reads: reader threads with their own connections, each read one snapshot.
+- Reads: each read is one snapshot; point reads by key run on the event loop (cheaper than the
+  hand-off to a thread), range reads on reader threads with their own connections.
 - Watch: in-process fan-out from a ring of recent events; a watcher that is new, or that fell
   more than ``max_watch_pending`` events behind, catches up from the ring or the log table and
   then continues live. It is never terminated for being slow; it fails with CompactedError only
@@ -11,15 +12,20 @@
 - Self-maintenance: every ``compact_interval`` seconds, history older than the newest
   ``compact_keep`` revisions is compacted, then free pages are reclaimed (auto_vacuum=INCREMENTAL)
   and the WAL is checkpointed and truncated. One timer loop expires leases, deleting keys through
-  the normal write path so watchers see DELETE events. ``KeyValue.lease`` holds the TTL (seconds).
+  the normal write path so watchers see DELETE events. ``KeyValue.lease`` holds the TTL (seconds);
+  an update without ``ttl`` drops the lease, as an etcd put without a lease does.
+- One store per file: a lock file keeps a second store (whose watchers would miss this one's
+  writes) from opening the same database.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import functools
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
@@ -81,14 +87,22 @@ class SQLiteStore:
         self._expiry_wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._running = False
+        self._lock_fd: int | None = None
 
     # --- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        async with asyncio.timeout(self._timeout):
-            self._revision, self._compacted = await self._writer.start(loop)
-        self._readers.start(loop)
+        if self._running:
+            return
+        self._lock_fd = _lock(self.path)
+        try:
+            loop = asyncio.get_running_loop()
+            async with asyncio.timeout(self._timeout):
+                self._revision, self._compacted = await self._writer.start(loop)
+            self._readers.start(loop)
+        except BaseException:
+            await self._shutdown()
+            raise
         self._hub = Broadcaster(
             self._revision, ring_size=self._ring_size, max_pending=self._max_watch_pending
         )
@@ -105,8 +119,14 @@ class SQLiteStore:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._hub.close()
+        await self._shutdown()
+
+    async def _shutdown(self) -> None:
         await self._writer.stop(self._timeout)
         await self._readers.stop(self._timeout)
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the flock
+            self._lock_fd = None
 
     @property
     def commits(self) -> int:
@@ -123,7 +143,12 @@ class SQLiteStore:
         return self._revision
 
     async def get(self, key: str, *, revision: int = 0) -> KeyValue | None:
-        return await self._read(_get, key, revision)
+        if not self._running:
+            raise StoreUnavailableError("the SQLite store is not running")
+        try:  # a point read is cheaper than a hand-off to a thread: see _sqlite_readers
+            return self._readers.read_inline(_get, key, revision)
+        except sqlite3.OperationalError:  # locked for a moment: wait on a thread instead
+            return await self._read(_get, key, revision)
 
     async def list(
         self, prefix: str, *, revision: int = 0, limit: int = 0, start_key: str = ""
@@ -276,6 +301,8 @@ class SQLiteStore:
                 return await self._readers.read(fn, *args)
         except TimeoutError:
             raise StoreUnavailableError(f"read timed out after {self._timeout}s") from None
+        except sqlite3.Error as exc:
+            raise StoreUnavailableError(f"read failed: {exc}") from exc
 
     async def _write(self, apply: Callable[[log.Txn], T]) -> T:
         if not self._running:
@@ -321,6 +348,18 @@ class SQLiteStore:
 
 
 # --- functions run on the reader and writer threads --------------------------------------
+
+
+def _lock(path: str) -> int:
+    """Hold an exclusive lock beside the database: watchers only see this process's writes, so
+    a second writer (another process, or another store in this one) must not open it."""
+    fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StoreUnavailableError(f"{path} is in use by another store") from None
+    return fd
 
 
 def _check_revision(revision: int, current: int, compacted: int) -> None:

@@ -271,3 +271,23 @@ async def test_reopen_keeps_data_and_revisions(backend: Backend) -> None:
         assert (await second.create("/re/b", b"")).mod_revision > revision > kv.mod_revision
     finally:
         await second.close()
+
+
+async def test_watch_ends_when_the_store_closes(backend: Backend) -> None:
+    store = backend.open()
+    await store.start()
+    start = await store.current_revision()
+    await store.create("/end/a", b"")
+    received: list[Event] = []
+
+    async def consume() -> None:
+        async for batch in store.watch("/end/", after_revision=start):
+            received.extend(batch)
+
+    consumer = asyncio.create_task(consume())
+    async with asyncio.timeout(10):
+        while not received:
+            await asyncio.sleep(0.01)
+        await store.close()
+        await consumer  # ends without an error
+    assert [e.kv.key for e in received] == ["/end/a"]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sampan.store import DELETE, Event, SQLiteStore, open_store
+from sampan.store import DELETE, Event, SQLiteStore, StoreUnavailableError, open_store
 
 
 @contextlib.asynccontextmanager
@@ -153,3 +153,12 @@ async def test_open_store_puts_the_database_in_the_data_dir(tmp_path: Path) -> N
     assert (tmp_path / "data" / "state.db").exists()
     with pytest.raises(ValueError):
         open_store("zookeeper")
+
+
+async def test_a_second_store_cannot_open_the_same_file(tmp_path: Path) -> None:
+    async with opened(tmp_path / "s.db"):
+        second = SQLiteStore(str(tmp_path / "s.db"))
+        with pytest.raises(StoreUnavailableError, match="in use"):
+            await second.start()
+    async with opened(tmp_path / "s.db") as reopened:  # free again once the first closed
+        assert await reopened.current_revision() == 0
