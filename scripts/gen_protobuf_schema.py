@@ -193,6 +193,32 @@ _GO_FIELD = re.compile(r"^\t(?:(\w+)\s+)?([\w.*\[\]]+)\s+`([^`]*)`")
 _TAG = re.compile(r'(\w+):"([^"]*)"')
 
 
+_DEFINED = re.compile(r"^type\s+(\w+)\s+(?:(\w+)\.)?(\w+)\s*$")
+_IMPORT = re.compile(r'^\s*(?:(\w+)\s+)?"([\w./-]+)"\s*$')
+
+
+def parse_go_definitions(text: str, package: str) -> dict[str, str]:
+    """``type List metav1.List``: Go types defined as another struct, by qualified name."""
+    imports: dict[str, str] = {}
+    in_imports = False
+    definitions: dict[str, str] = {}
+    for line in text.splitlines():
+        if line.startswith("import ("):
+            in_imports = True
+        elif in_imports and line.startswith(")"):
+            in_imports = False
+        elif in_imports and (m := _IMPORT.match(line)):
+            alias = m.group(1) or m.group(2).rsplit("/", 1)[-1]
+            imports[alias] = m.group(2).replace("/", ".").replace("-", "_")
+        elif m := _DEFINED.match(line):
+            name, qualifier, target = m.groups()
+            if qualifier is None:
+                definitions[name] = f"{package}.{target}"
+            elif qualifier in imports:
+                definitions[name] = f"{imports[qualifier]}.{target}"
+    return definitions
+
+
 def parse_go_structs(text: str) -> dict[str, dict[int, GoField]]:
     """For each struct with protobuf tags: proto field number → how Go writes it in JSON."""
     structs: dict[str, dict[int, GoField]] = {}
@@ -284,6 +310,7 @@ def meta_kinds(register_go: str) -> tuple[dict[str, dict[str, str]], dict[str, s
 class Schema:
     messages: dict[str, ProtoMessage] = field(default_factory=dict)
     go: dict[str, dict[int, GoField]] = field(default_factory=dict)  # by qualified name
+    go_definitions: dict[str, str] = field(default_factory=dict)  # defined type → its struct
     kinds: dict[str, dict[str, str]] = field(default_factory=dict)
     common_kinds: dict[str, str] = field(default_factory=dict)
     sources: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -304,8 +331,11 @@ def read_package(co: Checkout, directory: str, files: list[str], schema: Schema)
         if (path.rsplit("/", 1)[0] == directory and path.endswith(".go")
                 and not path.endswith(("_test.go", ".pb.go"))
                 and not path.rsplit("/", 1)[1].startswith("zz_generated")):
-            for name, fields in parse_go_structs(co.show(path)).items():
+            text = co.show(path)
+            for name, fields in parse_go_structs(text).items():
                 schema.go[f"{package}.{name}"] = fields
+            for name, target in parse_go_definitions(text, package).items():
+                schema.go_definitions[f"{package}.{name}"] = target
     _read_registration(co, directory, files, package, schema)
 
 
@@ -335,6 +365,9 @@ def collect(mirror: Path, minor: int) -> Schema:
         files = co.files()
         for directory in package_dirs(co, wanted):
             read_package(co, directory, files, schema)
+    for name, target in schema.go_definitions.items():
+        if name in schema.messages and name not in schema.go and target in schema.go:
+            schema.go[name] = schema.go[target]
     return schema
 
 

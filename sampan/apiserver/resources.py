@@ -293,10 +293,9 @@ class ResourceHandlers:
         if rep.form == TABLE:
             obj = self.served(resource, entry)[0]
             include = request.query.get("includeObject", "Metadata")
-            table = self.api.tables.table(resource, [obj], include_object=include)
+            table = self.api.tables.table(resource, [obj], include_object=include,
+                                          no_headers=not first_table[0])
             table["apiVersion"] = f"meta.k8s.io/{rep.version}"
-            if not first_table[0]:
-                table["columnDefinitions"] = []
             first_table[0] = False
             return orjson.dumps({"type": kind, "object": table}) + b"\n"
         if rep.form == METADATA:

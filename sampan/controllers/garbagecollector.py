@@ -32,6 +32,7 @@ from typing import Any
 from sampan.client.controller import Requeue, run_workers
 from sampan.client.discovery import APIResource, DiscoveryFailedError, UnknownKindError
 from sampan.client.errors import ApiError
+from sampan.client.events import WARNING, EventRecorder
 from sampan.client.informer import InformerFactory, SharedInformer
 from sampan.client.rest import Client, Preconditions
 from sampan.client.workqueue import RateLimitingQueue
@@ -262,7 +263,9 @@ class GraphBuilder:
         """Owners not in the graph become virtual nodes to be checked; owners that are there
         but do not match the reference send the dependent to be checked."""
         for ref in refs:
-            owner = self.graph.get(ref.get("uid", ""))
+            if not ref.get("uid"):
+                continue
+            owner = self.graph.get(ref["uid"])
             if owner is None:
                 owner = Node(owner_identity(ref, node.identity.namespace), observed=False)
                 self.graph.add(owner)
@@ -363,6 +366,7 @@ class GarbageCollector:
         self.absent = AbsentOwnerCache()
         self.builder = GraphBuilder(self.graph, self.absent)
         self.monitors: dict[APIResource, SharedInformer] = {}
+        self.recorder = EventRecorder(client, "garbage-collector-controller")
 
     # -- monitors ------------------------------------------------------------------------------
     async def deletable_resources(self) -> list[APIResource]:
@@ -419,6 +423,7 @@ class GarbageCollector:
             await asyncio.gather(*tasks, return_exceptions=True)
             await asyncio.gather(*(m.stop() for m in self.monitors.values()))
             self.monitors.clear()
+            await self.recorder.close()
 
     async def _wait_for_graph(self) -> None:
         while True:
@@ -535,9 +540,17 @@ class GarbageCollector:
             verified_absent = await self._attempt_to_delete_item(node)
         except _ClusterScopedDependentError as e:
             log.warning("garbage collector: %s", e)
+            self._report_invalid_owner(node, str(e))
             return
         if not verified_absent and not node.observed:
             raise Requeue(f"{node.identity} has not been observed by an informer yet")
+
+    def _report_invalid_owner(self, node: Node, message: str) -> None:
+        ident = node.identity
+        involved = {"apiVersion": ident.api_version, "kind": ident.kind,
+                    "metadata": {"name": ident.name, "namespace": ident.namespace,
+                                 "uid": ident.uid}}
+        self.recorder.event(involved, WARNING, "OwnerRefInvalidNamespace", message)
 
     async def _attempt_to_delete_item(self, node: Node) -> bool:
         """One look at ``node``; True when it turned out not to exist (a virtual delete)."""
