@@ -67,7 +67,9 @@ def raw_sqlite_tps(path: str, *, transactions: int = 3000, threads: int = 1) -> 
     setup.execute("CREATE TABLE t (id INTEGER PRIMARY KEY AUTOINCREMENT, v BLOB)")
     setup.close()
     per_thread = transactions // threads
-    workers = [threading.Thread(target=_insert_loop, args=(path, per_thread)) for _ in range(threads)]
+    workers = [
+        threading.Thread(target=_insert_loop, args=(path, per_thread)) for _ in range(threads)
+    ]
     started = time.perf_counter()
     for worker in workers:
         worker.start()
@@ -181,7 +183,12 @@ async def sqlite_store_numbers(path: str, *, creates: int, readers: int = 2) -> 
         lists = await store_reads_per_second(store, reads=creates // 4, listing=True)
     finally:
         await store.close()
-    return {"creates_per_s": rate, "writes_per_commit": per_commit, "gets_per_s": gets, "lists_per_s": lists}
+    return {
+        "creates_per_s": rate,
+        "writes_per_commit": per_commit,
+        "gets_per_s": gets,
+        "lists_per_s": lists,
+    }
 
 
 async def etcd_store_creates(endpoints: list[str], *, creates: int) -> float:
@@ -231,10 +238,13 @@ def _etcd_report(endpoints: list[str] | None, workdir: Path, quick: bool) -> Non
         raw = raw_etcd_limits(endpoints, puts=n)
         ours = _run(etcd_store_creates(endpoints, creates=n))
         print(f"raw etcd put, {CONCURRENCY} in flight     {raw['writes_per_s']:>9.0f} puts/s")
-        print(f"raw etcd create txn, {CONCURRENCY} in flight {raw['create_txns_per_s']:>7.0f} txn/s")
+        print(
+            f"raw etcd create txn, {CONCURRENCY} in flight {raw['create_txns_per_s']:>7.0f} txn/s"
+        )
+        put_ratio, txn_ratio = ours / raw["writes_per_s"], ours / raw["create_txns_per_s"]
         print(
             f"EtcdStore creates, {CONCURRENCY} concurrent {ours:>9.0f}/s"
-            f" = {ours / raw['writes_per_s']:.2f}x raw put, {ours / raw['create_txns_per_s']:.2f}x raw txn"
+            f" = {put_ratio:.2f}x raw put, {txn_ratio:.2f}x raw txn"
         )
     finally:
         if cluster is not None:

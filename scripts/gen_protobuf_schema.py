@@ -58,6 +58,9 @@ SCALARS = frozenset({
     "fixed32", "fixed64", "sfixed32", "sfixed64", "bool", "string", "bytes",
 })
 
+# The scalar types sampan/api/protobuf.py reads and writes; another one fails the generation.
+CODEC_SCALARS = frozenset({"string", "bytes", "int32", "int64", "bool", "double"})
+
 REPEATED, KEEP_ZERO, INLINE = 1, 2, 4
 
 FIELD_FORMAT = (
@@ -402,9 +405,12 @@ def check(schema: Schema) -> list[str]:
             for t in (f.type if isinstance(f.type, list) else [f.type]):
                 if t not in SCALARS and t not in schema.messages:
                     problems.append(f"{qualified}.{f.name}: unknown type {t}")
+                elif t in SCALARS and t not in CODEC_SCALARS:
+                    problems.append(f"{qualified}.{f.name}: sampan/api/protobuf.py has no "
+                                    f"codec for {t}")
     for api_version, kinds in schema.kinds.items():
-        for kind, message in list(kinds.items()):
-            if message not in schema.messages:
+        for kind, message_name in list(kinds.items()):
+            if message_name not in schema.messages:
                 # Kinds without a proto message (meta.k8s.io Table) are JSON-only upstream.
                 print(f"note: {api_version} {kind} has no protobuf message; left out",
                       file=sys.stderr)

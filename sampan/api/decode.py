@@ -97,7 +97,8 @@ def _decode_json_slowly(body: bytes, kind: str) -> tuple[Any, list[str]]:
     try:
         return _json_with_duplicates(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise _malformed(body, kind, _go_json_error(body, err)) from None
+        reason = "couldn't get version/kind; json parse error: " + go_json_error(err)
+        raise _malformed(body, kind, reason) from None
 
 
 def _json_with_duplicates(body: bytes) -> tuple[Any, list[str]]:
@@ -236,13 +237,13 @@ _PY_TO_GO_JSON = {
 }
 
 
-def _go_json_error(body: bytes, err: Exception) -> str:
-    prefix = "couldn't get version/kind; json parse error: "
+def go_json_error(err: Exception) -> str:
+    """A Python JSON syntax error in the words of Go's encoding/json."""
     if not isinstance(err, json.JSONDecodeError):
-        return prefix + "invalid character in input"
+        return "invalid character in input"
     pos = err.pos
     if pos >= len(err.doc.rstrip()):
-        return prefix + "unexpected end of JSON input"
+        return "unexpected end of JSON input"
     char = err.doc[pos]
     if err.msg in _PY_TO_GO_JSON:
         context = _PY_TO_GO_JSON[err.msg]
@@ -253,7 +254,7 @@ def _go_json_error(body: bytes, err: Exception) -> str:
         context = "in string literal"
     else:
         context = "looking for beginning of value"
-    return f"{prefix}invalid character {_go_char(char)} {context}"
+    return f"invalid character {_go_char(char)} {context}"
 
 
 def _innermost_bracket(doc: str, pos: int) -> str:

@@ -206,6 +206,13 @@ def unsupported_media_type(content_type: str) -> StatusError:
                        f"application/apply-patch+yaml, application/strategic-merge-patch+json")
 
 
+def unsupported_body(content_type: str) -> StatusError:
+    return StatusError(415, "UnsupportedMediaType",
+                       f'the body of the request was in an unknown format - accepted media types '
+                       f'include: application/json, application/yaml, application/vnd.kubernetes.protobuf'
+                       f' (not "{content_type}")')
+
+
 def internal_error(message: str) -> StatusError:
     return StatusError(500, "InternalError", f"Internal error occurred: {message}")
 

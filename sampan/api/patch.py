@@ -908,15 +908,13 @@ def _go_value(value: Any) -> str:
 
 def _go_float(value: float) -> str:
     """``%v`` of a float64 (strconv's shortest ``%g``): ``0.5``, ``1e+06``, ``1.5e-05``."""
-    if value != value:
-        return "NaN"
-    if value in (float("inf"), float("-inf")):
-        return "+Inf" if value > 0 else "-Inf"
-    sign, digits, exponent = Decimal(repr(value)).normalize().as_tuple()
+    if value != value or value in (float("inf"), float("-inf")):
+        return "NaN" if value != value else ("+Inf" if value > 0 else "-Inf")
+    _, digits, exponent = Decimal(repr(abs(value))).normalize().as_tuple()
     text = "".join(map(str, digits))
     power = len(digits) + int(exponent) - 1
-    head = "-" if sign else ""
-    if power < -4 or power >= 6:
+    sign = "-" if value < 0 else ""
+    if value != 0 and (power < -4 or power >= 6):
         mantissa = text[0] + ("." + text[1:] if len(text) > 1 else "")
-        return f"{head}{mantissa}e{'-' if power < 0 else '+'}{abs(power):02d}"
-    return head + format(Decimal(repr(abs(value))).normalize(), "f")
+        return f"{sign}{mantissa}e{'-' if power < 0 else '+'}{abs(power):02d}"
+    return sign + format(Decimal(repr(abs(value))).normalize(), "f")

@@ -24,7 +24,7 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
-import math
+import json
 import re
 import zoneinfo
 from dataclasses import dataclass
@@ -34,6 +34,7 @@ from typing import Any, Callable, Iterable
 import orjson
 
 from sampan.api import errors as E
+from sampan.api.decode import go_json_error
 from sampan.api.errors import FieldError, GoValue
 from sampan.api.registry import Resource
 from sampan.api.schema import Schemas, node_type
@@ -661,8 +662,8 @@ def _owner_references(refs: list, path: str) -> Errors:
             if not _s(ref, field):
                 errs.append(E.invalid(f"{path}.{field}", _s(ref, field), "must not be empty"))
         if (group, version, _s(ref, "kind")) in _BANNED_OWNERS:
-            errs.append(E.invalid(path, ref, f"/{version}, Kind={_s(ref, 'kind')} is disallowed "
-                                            "from being an owner"))
+            errs.append(E.invalid(path, ref, f"{group}/{version}, Kind={_s(ref, 'kind')} is "
+                                            "disallowed from being an owner"))
         if ref.get("controller") is True:
             current = f"{_s(ref, 'kind')}/{_s(ref, 'name')}"
             if first_controller:
@@ -2359,9 +2360,7 @@ def _replica_set_template(spec: dict, path: str, owner: str) -> Errors:
     sel = spec.get("selector")
     if isinstance(sel, dict) and not selector_parses(sel):
         return [E.invalid(f"{path}.selector", go_label_selector(sel), "invalid label selector")]
-    template = spec.get("template")
-    if not isinstance(template, dict):
-        return [E.required(f"{path}.template")]
+    template = _m(spec, "template")  # a struct upstream: absent is its zero value
     tp = f"{path}.template"
     errs = _template_matches_selector(sel, template, tp)
     errs += validate_pod_template_spec(template, tp)
@@ -3272,13 +3271,24 @@ def _secret_type_rules(obj: dict, data: dict) -> Errors:
         if key not in data or (kind == "kubernetes.io/ssh-auth" and not data[key]):
             errs.append(E.required(f"data[{key}]"))
         elif kind in ("kubernetes.io/dockercfg", "kubernetes.io/dockerconfigjson"):
-            try:
-                parsed = orjson.loads(base64.b64decode(data[key]))
-                if not isinstance(parsed, dict):
-                    raise ValueError("json: cannot unmarshal into Go value of type map[string]interface {}")
-            except (ValueError, binascii.Error) as err:
-                errs.append(E.invalid(f"data[{key}]", "<secret contents redacted>", str(err)))
+            problem = _json_object_error(data[key])
+            if problem:
+                errs.append(E.invalid(f"data[{key}]", "<secret contents redacted>", problem))
     return errs
+
+
+def _json_object_error(encoded: Any) -> str:
+    """Why a base64 secret value is not a JSON object, in encoding/json's words, or ""."""
+    try:
+        text = base64.b64decode(encoded).decode()
+        parsed = json.loads(text)
+    except json.JSONDecodeError as err:
+        return go_json_error(err)
+    except (ValueError, binascii.Error):
+        return "invalid character in input"
+    if not isinstance(parsed, dict):
+        return f"json: cannot unmarshal {json_type(parsed)} into Go value of type map[string]interface {{}}"
+    return ""
 
 
 def validate_namespace(obj: dict, old: dict | None) -> Errors:
@@ -3347,3 +3357,1557 @@ def validate_node(obj: dict, old: dict | None) -> Errors:
         if spec.get("externalID") != old_spec.get("externalID"):
             errs.append(E.forbidden("spec.externalID", "may not be updated"))
     return errs
+
+
+# ============================================================================================
+# 3d. Storage, quota and limits (core), storage.k8s.io, scheduling.k8s.io
+# ============================================================================================
+
+_ACCESS_MODES = ["ReadOnlyMany", "ReadWriteMany", "ReadWriteOnce", "ReadWriteOncePod"]
+_VOLUME_MODES = ["Block", "Filesystem"]
+
+
+def _access_modes(modes: list, path: str, required_detail: str) -> Errors:
+    errs = [E.required(path, required_detail)] if not modes else []
+    for mode in modes:
+        if mode not in _ACCESS_MODES:
+            errs.append(E.not_supported(path, mode, _ACCESS_MODES))
+    if "ReadWriteOncePod" in modes and any(m in _ACCESS_MODES and m != "ReadWriteOncePod" for m in modes):
+        errs.append(E.forbidden(path, "may not use ReadWriteOncePod with other access modes"))
+    return errs
+
+
+def _positive_quantity(raw: Any, path: str) -> Errors:
+    try:
+        q = parse_quantity(raw)
+    except QuantityError as err:
+        return [E.invalid(path, raw, str(err))]
+    return [E.invalid(path, str(q), "must be greater than zero")] if q.value <= 0 else []
+
+
+def pvc_spec(spec: dict, path: str) -> Errors:
+    errs = _access_modes(_l(spec, "accessModes"), f"{path}.accessModes",
+                         "at least 1 access mode is required")
+    if spec.get("selector") is not None:
+        errs += validate_label_selector(spec.get("selector"), f"{path}.selector")
+    storage = _m(_m(spec, "resources"), "requests").get("storage")
+    if storage is None:
+        errs.append(E.required(f"{path}.resources[storage]"))
+    else:
+        errs += _positive_quantity(storage, f"{path}.resources[storage]")
+    class_name = spec.get("storageClassName")
+    if isinstance(class_name, str) and class_name:
+        errs += _invalid_each(f"{path}.storageClassName", class_name, name_is_dns_subdomain(class_name))
+    mode = spec.get("volumeMode")
+    if mode is not None and mode not in _VOLUME_MODES:
+        errs.append(E.not_supported(f"{path}.volumeMode", mode, _VOLUME_MODES))
+    for field in ("dataSource", "dataSourceRef"):
+        source = spec.get(field)
+        if isinstance(source, dict):
+            errs += _data_source(source, f"{path}.{field}")
+    return errs
+
+
+def _data_source(source: dict, path: str) -> Errors:
+    errs = [E.required(f"{path}.{f}") for f in ("name", "kind") if not _s(source, f)]
+    group = _s(source, "apiGroup")
+    if not group and _s(source, "kind") != "PersistentVolumeClaim":
+        errs.append(E.invalid(path, _s(source, "kind"), "must be 'PersistentVolumeClaim' when "
+                                                        "referencing the default apiGroup"))
+    if group:
+        errs += _invalid_each(f"{path}.apiGroup", group, is_dns1123_subdomain(group))
+    return errs
+
+
+def validate_pvc(obj: dict, old: dict | None) -> Errors:
+    spec = _m(obj, "spec")
+    errs = pvc_spec(spec, "spec")
+    if old is None:
+        return errs
+    old_spec = _m(old, "spec")
+    new_cmp, old_cmp = dict(spec), dict(old_spec)
+    if not _s(old_spec, "volumeName"):
+        old_cmp["volumeName"] = spec.get("volumeName")
+    bound = _s(_m(obj, "status"), "phase") == "Bound"
+    if bound:
+        new_cmp["resources"] = {**_m(spec, "resources"), "requests": {
+            **_m(_m(spec, "resources"), "requests"),
+            "storage": _m(_m(old_spec, "resources"), "requests").get("storage")}}
+        new_cmp["volumeAttributesClassName"] = old_spec.get("volumeAttributesClassName")
+    if _semantic(new_cmp) != _semantic(old_cmp):
+        errs.append(E.forbidden("spec", "spec is immutable after creation except resources.requests "
+                                        "and volumeAttributesClassName for bound claims\n"
+                                        + _spec_diff(old_cmp, new_cmp, "")))
+    errs += _pvc_shrink(spec, old_spec, _m(old, "status"))
+    return errs + immutable(spec.get("volumeMode"), old_spec.get("volumeMode"), "volumeMode")
+
+
+def _pvc_shrink(spec: dict, old_spec: dict, old_status: dict) -> Errors:
+    try:
+        new_size = parse_quantity(_m(_m(spec, "resources"), "requests").get("storage")).value
+        old_size = parse_quantity(_m(_m(old_spec, "resources"), "requests").get("storage")).value
+    except QuantityError:
+        return []
+    if new_size >= old_size:
+        return []
+    try:
+        status_size = parse_quantity(_m(old_status, "capacity").get("storage", 0)).value
+    except QuantityError:
+        status_size = Decimal(0)
+    if new_size <= status_size:
+        return [E.forbidden("spec.resources.requests.storage", "field can not be less than "
+                                                               "status.capacity")]
+    return []
+
+
+_PV_SOURCES = ("hostPath", "gcePersistentDisk", "awsElasticBlockStore", "glusterfs", "flocker",
+               "nfs", "rbd", "quobyte", "cephfs", "iscsi", "cinder", "fc", "flexVolume",
+               "azureFile", "vsphereVolume", "photonPersistentDisk", "portworxVolume", "azureDisk",
+               "scaleIO", "local", "storageos", "csi")
+
+
+def validate_pv(obj: dict, old: dict | None) -> Errors:
+    spec = _m(obj, "spec")
+    errs = _access_modes(_l(spec, "accessModes"), "spec.accessModes", "")
+    capacity = _m(spec, "capacity")
+    if not capacity:
+        errs.append(E.required("spec.capacity"))
+    if "storage" not in capacity or len(capacity) > 1:
+        errs.append(E.not_supported("spec.capacity", capacity, ["storage"]))
+    for name, raw in capacity.items():
+        errs += _positive_quantity(raw, f"spec.capacity[{name}]")
+    policy = _s(spec, "persistentVolumeReclaimPolicy")
+    if policy and policy not in ("Delete", "Recycle", "Retain"):
+        errs.append(E.not_supported("spec.persistentVolumeReclaimPolicy", policy,
+                                    ["Delete", "Recycle", "Retain"]))
+    errs += _pv_source(spec)
+    class_name = _s(spec, "storageClassName")
+    if class_name:
+        errs += _invalid_each("spec.storageClassName", class_name, name_is_dns_subdomain(class_name))
+    mode = spec.get("volumeMode")
+    if mode is not None and mode not in _VOLUME_MODES:
+        errs.append(E.not_supported("spec.volumeMode", mode, _VOLUME_MODES))
+    if old is not None:
+        old_spec = _m(old, "spec")
+        if any(_semantic(spec.get(k)) != _semantic(old_spec.get(k)) for k in _PV_SOURCES):
+            errs.append(E.forbidden("spec.persistentvolumesource",
+                                    "spec.persistentvolumesource is immutable after creation"))
+        errs += immutable(spec.get("volumeMode"), old_spec.get("volumeMode"), "volumeMode")
+    return errs
+
+
+def _pv_source(spec: dict) -> Errors:
+    errs: Errors = []
+    count = 0
+    for name in _PV_SOURCES:
+        source = spec.get(name)
+        if not isinstance(source, dict):
+            continue
+        if count and name != "flexVolume":
+            errs.append(E.forbidden(f"spec.{name}", "may not specify more than 1 volume type"))
+            continue
+        count += 1
+        if name == "hostPath":
+            errs += _vol_host_path(source, "spec.hostPath", "")
+        elif name == "nfs":
+            errs += _vol_nfs(source, "spec.nfs", "")
+        elif name == "local":
+            if not _s(source, "path"):
+                errs.append(E.required("spec.local.path"))
+            else:
+                errs += _no_backsteps(_s(source, "path"), "spec.local.path")
+            affinity = spec.get("nodeAffinity")
+            if not isinstance(affinity, dict):
+                errs.append(E.required("spec.nodeAffinity", "Local volume requires node affinity"))
+        elif name == "csi":
+            errs += csi_driver_name(_s(source, "driver"), "spec.csi.driver")
+            if not _s(source, "volumeHandle"):
+                errs.append(E.required("spec.csi.volumeHandle"))
+    affinity = spec.get("nodeAffinity")
+    if isinstance(affinity, dict):
+        required = affinity.get("required")
+        if isinstance(required, dict):
+            errs += node_selector(required, "spec.nodeAffinity.required")
+        else:
+            errs.append(E.required("spec.nodeAffinity.required", "must specify required node constraints"))
+    if not count:
+        errs.append(E.required("spec", "must specify a volume type"))
+    return errs
+
+
+_LIMIT_TYPES = frozenset({"Pod", "Container", "PersistentVolumeClaim"})
+
+
+def validate_limit_range(obj: dict, old: dict | None) -> Errors:
+    errs: Errors = []
+    seen: set[str] = set()
+    for i, limit in _dicts(_m(obj, "spec"), "limits"):
+        lp = f"spec.limits[{i}]"
+        kind = _s(limit, "type")
+        type_errs = _invalid_each(f"{lp}.type", kind, is_qualified_name(kind))
+        if not type_errs and "/" not in kind and kind not in _LIMIT_TYPES:
+            type_errs.append(E.invalid(f"{lp}.type", kind, "must be a standard limit type or fully qualified"))
+        errs += type_errs
+        if kind in seen:
+            errs.append(E.duplicate(f"{lp}.type", kind))
+        seen.add(kind)
+        errs += _limit_range_item(limit, kind, lp)
+    return errs
+
+
+def _limit_range_item(limit: dict, kind: str, path: str) -> Errors:
+    errs: Errors = []
+    values: dict[str, dict[str, Quantity]] = {}
+    fields = ["max", "min", "maxLimitRequestRatio"]
+    if kind == "Pod":
+        for field in ("default", "defaultRequest"):
+            if _m(limit, field):
+                errs.append(E.forbidden(f"{path}.{field}", "may not be specified when `type` is 'Pod'"))
+    else:
+        fields += ["default", "defaultRequest"]
+    for field in fields:
+        values[field] = {}
+        for name, raw in _m(limit, field).items():
+            fp = f"{path}.{field}[{name}]"
+            errs += (_container_resource_name if kind in ("Pod", "Container") else resource_name)(name, fp)
+            try:
+                values[field][name] = parse_quantity(raw)
+            except QuantityError as err:
+                errs.append(E.invalid(fp, raw, str(err)))
+    if kind == "PersistentVolumeClaim" and "storage" not in values["min"] and "storage" not in values["max"]:
+        errs.append(E.required(f"{path}.limits", "either minimum or maximum storage value is required, "
+                                                 "but neither was provided"))
+    return errs + _limit_range_order(values, path)
+
+
+def _limit_range_order(values: dict[str, dict[str, Quantity]], path: str) -> Errors:
+    errs: Errors = []
+    names = set().union(*(v.keys() for v in values.values()))
+    for k in sorted(names):
+        lo, hi = values["min"].get(k), values["max"].get(k)
+        default, request = values.get("default", {}).get(k), values.get("defaultRequest", {}).get(k)
+        ratio = values["maxLimitRequestRatio"].get(k)
+        if lo and hi and lo.value > hi.value:
+            errs.append(E.invalid(f"{path}.min[{k}]", GoValue(str(lo)), f"min value {lo} is greater "
+                                                                        f"than max value {hi}"))
+        if request and lo and lo.value > request.value:
+            errs.append(E.invalid(f"{path}.defaultRequest[{k}]", GoValue(str(request)),
+                                  f"min value {lo} is greater than default request value {request}"))
+        if request and hi and request.value > hi.value:
+            errs.append(E.invalid(f"{path}.defaultRequest[{k}]", GoValue(str(request)),
+                                  f"default request value {request} is greater than max value {hi}"))
+        if request and default and request.value > default.value:
+            errs.append(E.invalid(f"{path}.defaultRequest[{k}]", GoValue(str(request)),
+                                  f"default request value {request} is greater than default limit "
+                                  f"value {default}"))
+        if default and lo and lo.value > default.value:
+            errs.append(E.invalid(f"{path}.default[{k}]", GoValue(str(lo)),
+                                  f"min value {lo} is greater than default value {default}"))
+        if default and hi and default.value > hi.value:
+            errs.append(E.invalid(f"{path}.default[{k}]", GoValue(str(hi)),
+                                  f"default value {default} is greater than max value {hi}"))
+        if ratio and ratio.value < 1:
+            errs.append(E.invalid(f"{path}.maxLimitRequestRatio[{k}]", GoValue(str(ratio)),
+                                  f"ratio {ratio} is less than 1"))
+    return errs
+
+
+_QUOTA_RESOURCES = frozenset({
+    "pods", "services", "replicationcontrollers", "resourcequotas", "secrets", "configmaps",
+    "persistentvolumeclaims", "cpu", "memory", "ephemeral-storage", "requests.cpu",
+    "requests.memory", "requests.storage", "requests.ephemeral-storage", "limits.cpu",
+    "limits.memory", "limits.ephemeral-storage", "services.nodeports", "services.loadbalancers"})
+_QUOTA_SCOPES = frozenset({"Terminating", "NotTerminating", "BestEffort", "NotBestEffort",
+                           "PriorityClass", "CrossNamespacePodAffinity", "VolumeAttributesClass"})
+
+
+def _quota_resource_name(name: str, path: str) -> Errors:
+    errs = resource_name(name, path)
+    if "/" not in name and name not in _QUOTA_RESOURCES and not name.startswith(
+            ("hugepages-", "requests.hugepages-")):
+        errs.append(E.invalid(path, name, "must be a standard resource for quota"))
+    return errs
+
+
+def validate_resource_quota(obj: dict, old: dict | None) -> Errors:
+    spec = _m(obj, "spec")
+    errs: Errors = []
+    for section in ("spec", "status"):
+        for field in (("hard",) if section == "spec" else ("hard", "used")):
+            for name, raw in _m(_m(obj, section), field).items():
+                fp = f"{section}.{field}[{name}]"
+                errs += _quota_resource_name(name, fp)
+                errs += resource_quantity(name, raw, fp)[1]
+    scopes = _l(spec, "scopes")
+    for scope in scopes:
+        if scope not in _QUOTA_SCOPES:
+            errs.append(E.invalid("spec.scopes", scopes, "unsupported scope"))
+    for pair in (("BestEffort", "NotBestEffort"), ("Terminating", "NotTerminating")):
+        if all(s in scopes for s in pair):
+            errs.append(E.invalid("spec.scopes", scopes, "conflicting scopes"))
+    if old is not None and set(scopes) != set(_l(_m(old, "spec"), "scopes")):
+        errs.append(E.invalid("spec.scopes", scopes, IMMUTABLE))
+    return errs
+
+
+def validate_storage_class(obj: dict, old: dict | None) -> Errors:
+    errs: Errors = []
+    provisioner = _s(obj, "provisioner")
+    if not provisioner:
+        errs.append(E.required("provisioner"))
+    else:
+        errs += _invalid_each("provisioner", provisioner.lower(), is_qualified_name(provisioner.lower()))
+    params = _m(obj, "parameters")
+    if len(params) > 512:
+        errs.append(E.invalid("parameters", "Provisioner Parameters exceeded max allowed",
+                              "must have at most 512 parameters"))
+    elif sum(len(k) + len(str(v)) for k, v in params.items()) > 256 * 1024:
+        errs.append(E.too_long_bytes("parameters", 256 * 1024))
+    policy = obj.get("reclaimPolicy")
+    if policy and policy not in ("Delete", "Retain"):
+        errs.append(E.not_supported("reclaimPolicy", policy, ["Delete", "Retain"]))
+    mode = obj.get("volumeBindingMode")
+    if mode is None:
+        errs.append(E.required("volumeBindingMode"))
+    elif mode not in ("Immediate", "WaitForFirstConsumer"):
+        errs.append(E.not_supported("volumeBindingMode", mode, ["Immediate", "WaitForFirstConsumer"]))
+    if old is None:
+        return errs
+    if (obj.get("parameters") or {}) != (old.get("parameters") or {}):
+        errs.append(E.forbidden("parameters", "updates to parameters are forbidden."))
+    if provisioner != _s(old, "provisioner"):
+        errs.append(E.forbidden("provisioner", "updates to provisioner are forbidden."))
+    if obj.get("reclaimPolicy") != old.get("reclaimPolicy"):
+        errs.append(E.forbidden("reclaimPolicy", "updates to reclaimPolicy are forbidden."))
+    return errs + immutable(mode, old.get("volumeBindingMode"), "volumeBindingMode")
+
+
+_SYSTEM_PRIORITY_CLASSES = {"system-node-critical": 2000001000, "system-cluster-critical": 2000000000}
+HIGHEST_USER_PRIORITY = 1000000000
+
+
+def validate_priority_class(obj: dict, old: dict | None) -> Errors:
+    errs: Errors = []
+    name, value = _s(_m(obj, "metadata"), "name"), _i(obj, "value")
+    if name.startswith("system-"):
+        problem = ""
+        if name not in _SYSTEM_PRIORITY_CLASSES:
+            problem = f"{name} is not a known system priority class"
+        elif value != _SYSTEM_PRIORITY_CLASSES[name]:
+            problem = f"value of {name} PriorityClass must be {_SYSTEM_PRIORITY_CLASSES[name]}"
+        elif obj.get("globalDefault") is True:
+            problem = f"globalDefault of {name} PriorityClass must be false"
+        if problem:
+            errs.append(E.forbidden("metadata.name", "priority class names with 'system-' prefix are "
+                                                     f"reserved for system use only. error: {problem}"))
+    elif value > HIGHEST_USER_PRIORITY:
+        errs.append(E.forbidden("value", "maximum allowed value of a user defined priority is "
+                                         f"{HIGHEST_USER_PRIORITY}"))
+    if obj.get("preemptionPolicy") is not None:
+        errs += _preemption_policy(obj.get("preemptionPolicy"), "preemptionPolicy")
+    if old is not None:
+        if value != _i(old, "value"):
+            errs.append(E.forbidden("value", "may not be changed in an update."))
+        errs += immutable(obj.get("preemptionPolicy"), old.get("preemptionPolicy"), "preemptionPolicy")
+    return errs
+
+
+# ============================================================================================
+# 3e. networking.k8s.io, discovery.k8s.io, coordination.k8s.io
+# ============================================================================================
+
+_PATH_TYPES = ["Exact", "ImplementationSpecific", "Prefix"]
+
+
+def validate_ingress(obj: dict, old: dict | None) -> Errors:
+    spec = _m(obj, "spec")
+    rules = spec.get("rules")
+    errs: Errors = []
+    if not rules and spec.get("defaultBackend") is None:
+        shown = GoValue("[]networking.IngressRule(nil)" if rules is None else "[]networking.IngressRule{}")
+        errs.append(E.invalid("spec", shown, "either `defaultBackend` or `rules` must be specified"))
+    if isinstance(spec.get("defaultBackend"), dict):
+        errs += _ingress_backend(spec["defaultBackend"], "spec.defaultBackend")
+    for i, rule in _dicts(spec, "rules"):
+        errs += _ingress_rule(rule, f"spec.rules[{i}]")
+    for i, tls in _dicts(spec, "tls"):
+        for j, host in enumerate(_l(tls, "hosts")):
+            host = str(host)
+            check = is_wildcard_dns1123_subdomain if "*" in host else is_dns1123_subdomain
+            errs += _invalid_each(f"spec.tls[{i}].hosts[{j}]", host, check(host))
+        secret = _s(tls, "secretName")
+        if secret:
+            errs += _invalid_each(f"spec.tls[{i}].secretName", secret, name_is_dns_subdomain(secret))
+    class_name = spec.get("ingressClassName")
+    if isinstance(class_name, str):
+        errs += _invalid_each("spec.ingressClassName", class_name, name_is_dns_subdomain(class_name))
+    return errs
+
+
+def _ingress_rule(rule: dict, path: str) -> Errors:
+    errs: Errors = []
+    host = _s(rule, "host")
+    if host:
+        if not is_valid_ip(host):
+            errs.append(E.invalid(f"{path}.host", host, "must be a DNS name, not an IP address"))
+        check = is_wildcard_dns1123_subdomain if "*" in host else is_dns1123_subdomain
+        errs += _invalid_each(f"{path}.host", host, check(host))
+    http = rule.get("http")
+    if isinstance(http, dict):
+        if not _l(http, "paths"):
+            errs.append(E.required(f"{path}.http.paths"))
+        for j, ingress_path in _dicts(http, "paths"):
+            errs += _ingress_path(ingress_path, f"{path}.http.paths[{j}]")
+    return errs
+
+
+def _ingress_path(entry: dict, path: str) -> Errors:
+    kind = entry.get("pathType")
+    if kind is None:
+        return [E.required(f"{path}.pathType", "pathType must be specified")]
+    url = _s(entry, "path")
+    errs: Errors = []
+    if kind in ("Exact", "Prefix"):
+        if not url.startswith("/"):
+            errs.append(E.invalid(f"{path}.path", url, "must be an absolute path"))
+        for sequence in ("//", "/./", "/../", "%2f", "%2F"):
+            if sequence in url:
+                errs.append(E.invalid(f"{path}.path", url, f"must not contain '{sequence}'"))
+        for suffix in ("/..", "/."):
+            if url.endswith(suffix):
+                errs.append(E.invalid(f"{path}.path", url, f"cannot end with '{suffix}'"))
+    elif kind == "ImplementationSpecific":
+        if url and not url.startswith("/"):
+            errs.append(E.invalid(f"{path}.path", url, "must be an absolute path"))
+    else:
+        errs.append(E.not_supported(f"{path}.pathType", kind, _PATH_TYPES))
+    return errs + _ingress_backend(_m(entry, "backend"), f"{path}.backend")
+
+
+def _ingress_backend(backend: dict, path: str) -> Errors:
+    service, resource = backend.get("service"), backend.get("resource")
+    if service is not None and resource is not None:
+        return [E.invalid(path, "", "cannot set both resource and service backends")]
+    if isinstance(resource, dict):
+        return _typed_local_reference(resource, f"{path}.resource")
+    if not isinstance(service, dict):
+        return [E.invalid(path, "", "resource or service backend is required")]
+    errs: Errors = []
+    name = _s(service, "name")
+    if not name:
+        errs.append(E.required(f"{path}.service.name"))
+    else:
+        errs += _invalid_each(f"{path}.service.name", name, name_is_dns1035_label(name))
+    port = _m(service, "port")
+    port_name, number = _s(port, "name"), _i(port, "number")
+    if port_name and number:
+        errs.append(E.invalid(path, "", "cannot set both port name & port number"))
+    elif port_name:
+        errs += _invalid_each(f"{path}.service.port.name", port_name, is_valid_port_name(port_name))
+    elif number:
+        errs += _invalid_each(f"{path}.service.port.number", number, is_valid_port_num(number))
+    else:
+        errs.append(E.required(path, "port name or number is required"))
+    return errs
+
+
+def _typed_local_reference(ref: dict, path: str) -> Errors:
+    errs: Errors = []
+    group = ref.get("apiGroup")
+    if isinstance(group, str):
+        errs += _invalid_each(f"{path}.apiGroup", group, is_dns1123_subdomain(group))
+    for field in ("kind", "name"):
+        value = _s(ref, field)
+        if not value:
+            errs.append(E.required(f"{path}.{field}", f"{field} is required"))
+        else:
+            errs += _invalid_each(f"{path}.{field}", value, is_path_segment_name(value))
+    return errs
+
+
+def validate_ingress_class(obj: dict, old: dict | None) -> Errors:
+    spec = _m(obj, "spec")
+    controller = _s(spec, "controller")
+    errs: Errors = []
+    if len(controller) > 250:
+        errs.append(E.too_long_bytes("spec.controller", 250))
+    errs += _domain_prefixed_path(controller, "spec.controller")
+    params = spec.get("parameters")
+    if isinstance(params, dict):
+        errs += _typed_local_reference(params, "spec.parameters")
+        scope = params.get("scope")
+        if scope is not None and scope not in ("Cluster", "Namespace"):
+            errs.append(E.not_supported("spec.parameters.scope", scope, ["Cluster", "Namespace"]))
+        if scope == "Namespace" and not params.get("namespace"):
+            errs.append(E.required("spec.parameters.namespace", "`parameters.scope` is set to "
+                                                                "'Namespace'"))
+        if scope == "Cluster" and params.get("namespace") is not None:
+            errs.append(E.forbidden("spec.parameters.namespace", "`parameters.scope` is set to "
+                                                                 "'Cluster'"))
+    if old is not None:
+        errs += immutable(controller, _s(_m(old, "spec"), "controller"), "spec.controller")
+    return errs
+
+
+_HTTP_PATH = re.compile(r"[A-Za-z0-9/\-._~%!$&'()*+,;=:]+")
+
+
+def _domain_prefixed_path(value: str, path: str) -> Errors:
+    if not value:
+        return [E.required(path)]
+    host, sep, rest = value.partition("/")
+    if not sep or not host or not rest:
+        return [E.invalid(path, value, 'must be a domain-prefixed path (such as "acme.io/foo")')]
+    errs = _invalid_each(path, host, is_dns1123_subdomain(host))
+    if not _HTTP_PATH.fullmatch(rest):
+        errs.append(E.invalid(path, rest, regex_error("Invalid path", _HTTP_PATH.pattern)))
+    return errs
+
+
+def validate_network_policy(obj: dict, old: dict | None) -> Errors:
+    spec = _m(obj, "spec")
+    errs = validate_label_selector(_m(spec, "podSelector"), "spec.podSelector")
+    for direction, peers in (("ingress", "from"), ("egress", "to")):
+        for i, rule in _dicts(spec, direction):
+            rp = f"spec.{direction}[{i}]"
+            for j, port in _dicts(rule, "ports"):
+                errs += _network_policy_port(port, f"{rp}.ports[{j}]")
+            for j, peer in _dicts(rule, peers):
+                errs += _network_policy_peer(peer, f"{rp}.{peers}[{j}]")
+    types = _l(spec, "policyTypes")
+    if len(types) > 2:
+        shown = GoValue("[]networking.PolicyType{" + ", ".join(_go_quote(str(t)) for t in types) + "}")
+        return errs + [E.invalid("spec.policyTypes", shown, "may not specify more than two policyTypes")]
+    for i, kind in enumerate(types):
+        if kind not in ("Ingress", "Egress"):
+            errs.append(E.not_supported(f"spec.policyTypes[{i}]", kind, ["Ingress", "Egress"]))
+    return errs
+
+
+def _network_policy_port(port: dict, path: str) -> Errors:
+    errs: Errors = []
+    protocol = port.get("protocol")
+    if protocol is not None and protocol not in ("TCP", "UDP", "SCTP"):
+        errs.append(E.not_supported(f"{path}.protocol", protocol, ["TCP", "UDP", "SCTP"]))
+    number, end = port.get("port"), port.get("endPort")
+    if isinstance(number, int) and not isinstance(number, bool):
+        errs += _invalid_each(f"{path}.port", number, is_valid_port_num(number))
+        if isinstance(end, int):
+            if end < number:
+                errs.append(E.invalid(f"{path}.endPort", number, "must be greater than or equal to `port`"))
+            errs += _invalid_each(f"{path}.endPort", end, is_valid_port_num(end))
+    elif isinstance(number, str):
+        if end is not None:
+            errs.append(E.invalid(f"{path}.endPort", end, "may not be specified when `port` is non-numeric"))
+        errs += _invalid_each(f"{path}.port", number, is_valid_port_name(number))
+    elif end is not None:
+        errs.append(E.invalid(f"{path}.endPort", end, "may not be specified when `port` is not specified"))
+    return errs
+
+
+def _network_policy_peer(peer: dict, path: str) -> Errors:
+    errs: Errors = []
+    count = 0
+    for field in ("podSelector", "namespaceSelector"):
+        if isinstance(peer.get(field), dict):
+            count += 1
+            errs += validate_label_selector(peer[field], f"{path}.{field}")
+    block = peer.get("ipBlock")
+    if isinstance(block, dict):
+        count += 1
+        errs += _ip_block(block, f"{path}.ipBlock")
+    if count == 0:
+        errs.append(E.required(path, "must specify a peer"))
+    elif count > 1 and isinstance(block, dict):
+        errs.append(E.forbidden(path, "may not specify both ipBlock and another peer"))
+    return errs
+
+
+def _ip_block(block: dict, path: str) -> Errors:
+    cidr = _s(block, "cidr")
+    if not cidr:
+        return [E.required(f"{path}.cidr")]
+    errs = _invalid_each(f"{path}.cidr", cidr, is_valid_cidr(cidr))
+    if errs:
+        return errs
+    network = ipaddress.ip_network(cidr, strict=False)
+    for i, text in enumerate(_l(block, "except")):
+        ep = f"{path}.except[{i}]"
+        msgs = is_valid_cidr(str(text))
+        if msgs:
+            errs += _invalid_each(ep, text, msgs)
+            continue
+        inner = ipaddress.ip_network(str(text), strict=False)
+        if (inner.version != network.version or inner.network_address not in network
+                or network.prefixlen >= inner.prefixlen):
+            errs.append(E.invalid(ep, text, "must be a strict subset of `cidr`"))
+    return errs
+
+
+def validate_endpoint_slice(obj: dict, old: dict | None) -> Errors:
+    errs: Errors = []
+    kind = _s(obj, "addressType")
+    if not kind:
+        errs.append(E.required("addressType"))
+    elif kind not in ("FQDN", "IPv4", "IPv6"):
+        errs.append(E.not_supported("addressType", kind, ["FQDN", "IPv4", "IPv6"]))
+    endpoints = _l(obj, "endpoints")
+    if len(endpoints) > 1000:
+        errs.append(E.too_many("endpoints", len(endpoints), 1000))
+    for i, endpoint in _dicts(obj, "endpoints"):
+        errs += _slice_endpoint(endpoint, kind, f"endpoints[{i}]")
+    names: set[str] = set()
+    for i, port in _dicts(obj, "ports"):
+        pp = f"ports[{i}]"
+        name = _s(port, "name")
+        if name:
+            errs += _invalid_each(f"{pp}.name", name, is_dns1123_label(name))
+        if name in names:
+            errs.append(E.duplicate(f"{pp}.name", name))
+        names.add(name)
+        if port.get("protocol") is None:
+            errs.append(E.required(f"{pp}.protocol"))
+        elif port["protocol"] not in _PROTOCOLS:
+            errs.append(E.not_supported(f"{pp}.protocol", port["protocol"], _PROTOCOLS))
+        if isinstance(port.get("appProtocol"), str):
+            errs += _invalid_each(f"{pp}.appProtocol", port["appProtocol"], is_qualified_name(port["appProtocol"]))
+    if old is not None:
+        errs += immutable(kind, _s(old, "addressType"), "addressType")
+    return errs
+
+
+def _slice_endpoint(endpoint: dict, kind: str, path: str) -> Errors:
+    errs: Errors = []
+    addresses = _l(endpoint, "addresses")
+    if not addresses:
+        errs.append(E.required(f"{path}.addresses", "must contain at least 1 address"))
+    elif len(addresses) > 100:
+        errs.append(E.too_many(f"{path}.addresses", len(addresses), 100))
+    for i, address in enumerate(addresses):
+        ap, text = f"{path}.addresses[{i}]", str(address)
+        if kind in ("IPv4", "IPv6"):
+            version = 4 if kind == "IPv4" else 6
+            try:
+                ok = ipaddress.ip_address(text).version == version
+            except ValueError:
+                ok = False
+            if not ok:
+                errs.append(E.invalid(ap, text, f"must be a valid {kind} address"))
+            else:
+                errs += _non_special_ip(text, ap)
+        elif kind == "FQDN":
+            errs += _fqdn(text.rstrip("."), ap)
+    if isinstance(endpoint.get("nodeName"), str):
+        errs += _invalid_each(f"{path}.nodeName", endpoint["nodeName"], name_is_dns_subdomain(endpoint["nodeName"]))
+    if isinstance(endpoint.get("hostname"), str):
+        errs += _invalid_each(f"{path}.hostname", endpoint["hostname"], is_dns1123_label(endpoint["hostname"]))
+    return errs + validate_labels(endpoint.get("deprecatedTopology"), f"{path}.deprecatedTopology")
+
+
+def _fqdn(name: str, path: str) -> Errors:
+    if not name:
+        return [E.required(path)]
+    msgs = is_dns1123_subdomain(name)
+    if msgs:
+        return [E.invalid(path, name, ",".join(msgs))]
+    if len(name.split(".")) < 2:
+        return [E.invalid(path, name, "should be a domain with at least two segments separated by dots")]
+    return []
+
+
+def validate_lease(obj: dict, old: dict | None) -> Errors:
+    spec = _m(obj, "spec")
+    errs: Errors = []
+    duration = spec.get("leaseDurationSeconds")
+    if isinstance(duration, int) and duration <= 0:
+        errs.append(E.invalid("spec.leaseDurationSeconds", duration, "must be greater than 0"))
+    transitions = spec.get("leaseTransitions")
+    if isinstance(transitions, int) and transitions < 0:
+        errs.append(E.invalid("spec.leaseTransitions", transitions, "must be greater than or equal to 0"))
+    if _s(spec, "preferredHolder") and not _s(spec, "strategy"):
+        errs.append(E.forbidden("spec.preferredHolder", "may only be specified if `strategy` is defined"))
+    return errs
+
+
+# ============================================================================================
+# 3f. rbac.authorization.k8s.io, policy, autoscaling, events
+# ============================================================================================
+
+RBAC_GROUP = "rbac.authorization.k8s.io"
+
+
+def _policy_rules(obj: dict, namespaced: bool) -> Errors:
+    errs: Errors = []
+    for i, rule in _dicts(obj, "rules"):
+        rp = f"rules[{i}]"
+        if not _l(rule, "verbs"):
+            errs.append(E.required(f"{rp}.verbs", "verbs must contain at least one value"))
+        urls = _l(rule, "nonResourceURLs")
+        if urls:
+            if namespaced:
+                errs.append(E.invalid(f"{rp}.nonResourceURLs", go_string_slice(urls),
+                                      "namespaced rules cannot apply to non-resource URLs"))
+            if _l(rule, "apiGroups") or _l(rule, "resources") or _l(rule, "resourceNames"):
+                errs.append(E.invalid(f"{rp}.nonResourceURLs", go_string_slice(urls),
+                                      "rules cannot apply to both regular resources and "
+                                      "non-resource URLs"))
+            continue
+        if not _l(rule, "apiGroups"):
+            errs.append(E.required(f"{rp}.apiGroups", "resource rules must supply at least one api group"))
+        if not _l(rule, "resources"):
+            errs.append(E.required(f"{rp}.resources", "resource rules must supply at least one resource"))
+    return errs
+
+
+def validate_role(obj: dict, old: dict | None) -> Errors:
+    return _policy_rules(obj, True)
+
+
+def validate_cluster_role(obj: dict, old: dict | None) -> Errors:
+    errs = _policy_rules(obj, False)
+    aggregation = obj.get("aggregationRule")
+    if isinstance(aggregation, dict):
+        selectors = _l(aggregation, "clusterRoleSelectors")
+        if not selectors:
+            errs.append(E.required("aggregationRule.clusterRoleSelectors", "at least one "
+                                   "clusterRoleSelector required if aggregationRule is non-nil"))
+        for i, sel in enumerate(selectors):
+            errs += validate_label_selector(sel, f"aggregationRule.clusterRoleSelectors[{i}]")
+    return errs
+
+
+def _role_binding(obj: dict, old: dict | None, namespaced: bool) -> Errors:
+    ref = _m(obj, "roleRef")
+    errs: Errors = []
+    if _s(ref, "apiGroup") != RBAC_GROUP:
+        errs.append(E.not_supported("roleRef.apiGroup", _s(ref, "apiGroup"), [RBAC_GROUP]))
+    kinds = ["Role", "ClusterRole"] if namespaced else ["ClusterRole"]
+    if _s(ref, "kind") not in kinds:
+        errs.append(E.not_supported("roleRef.kind", _s(ref, "kind"), kinds))
+    if not _s(ref, "name"):
+        errs.append(E.required("roleRef.name"))
+    else:
+        errs += _invalid_each("roleRef.name", _s(ref, "name"), is_path_segment_name(_s(ref, "name")))
+    for i, subject in _dicts(obj, "subjects"):
+        errs += _subject(subject, namespaced, f"subjects[{i}]")
+    if old is not None:
+        old_ref = _m(old, "roleRef")
+        if any(_s(ref, f) != _s(old_ref, f) for f in ("apiGroup", "kind", "name")):
+            shown = GoValue(f'rbac.RoleRef{{APIGroup:{_go_quote(_s(ref, "apiGroup"))}, '
+                            f'Kind:{_go_quote(_s(ref, "kind"))}, Name:{_go_quote(_s(ref, "name"))}}}')
+            errs.append(E.invalid("roleRef", shown, "cannot change roleRef"))
+    return errs
+
+
+def _subject(subject: dict, namespaced: bool, path: str) -> Errors:
+    errs: Errors = []
+    name, kind, group = _s(subject, "name"), _s(subject, "kind"), _s(subject, "apiGroup")
+    if not name:
+        errs.append(E.required(f"{path}.name"))
+    if kind == "ServiceAccount":
+        if name:
+            errs += _invalid_each(f"{path}.name", name, name_is_dns_subdomain(name))
+        if group:
+            errs.append(E.not_supported(f"{path}.apiGroup", group, [""]))
+        if not namespaced and not _s(subject, "namespace"):
+            errs.append(E.required(f"{path}.namespace"))
+    elif kind in ("User", "Group"):
+        if group != RBAC_GROUP:
+            errs.append(E.not_supported(f"{path}.apiGroup", group, [RBAC_GROUP]))
+    else:
+        errs.append(E.not_supported(f"{path}.kind", kind, ["ServiceAccount", "User", "Group"]))
+    return errs
+
+
+def validate_role_binding(obj: dict, old: dict | None) -> Errors:
+    return _role_binding(obj, old, True)
+
+
+def validate_cluster_role_binding(obj: dict, old: dict | None) -> Errors:
+    return _role_binding(obj, old, False)
+
+
+def validate_pdb(obj: dict, old: dict | None) -> Errors:
+    spec = _m(obj, "spec")
+    errs: Errors = []
+    min_available, max_unavailable = spec.get("minAvailable"), spec.get("maxUnavailable")
+    if min_available is not None and max_unavailable is not None:
+        errs.append(E.invalid("spec", spec, "minAvailable and maxUnavailable cannot be both set"))
+    for field, value in (("minAvailable", min_available), ("maxUnavailable", max_unavailable)):
+        if value is not None:
+            errs += _int_or_percent(value, f"spec.{field}")
+            errs += _not_more_than_100_percent(value, f"spec.{field}")
+    errs += validate_label_selector(spec.get("selector"), "spec.selector")
+    policy = spec.get("unhealthyPodEvictionPolicy")
+    if policy is not None and policy not in ("AlwaysAllow", "IfHealthyBudget"):
+        errs.append(E.not_supported("spec.unhealthyPodEvictionPolicy", policy,
+                                    ["AlwaysAllow", "IfHealthyBudget"]))
+    return errs
+
+
+_METRIC_TYPES = ["Object", "Pods", "Resource", "External", "ContainerResource"]
+
+
+def validate_hpa(obj: dict, old: dict | None) -> Errors:
+    spec = _m(obj, "spec")
+    errs: Errors = []
+    min_replicas, max_replicas = spec.get("minReplicas"), _i(spec, "maxReplicas")
+    if isinstance(min_replicas, int) and min_replicas < 1:
+        errs.append(E.invalid("spec.minReplicas", min_replicas, "must be greater than or equal to 1"))
+    if max_replicas < 1:
+        errs.append(E.invalid("spec.maxReplicas", max_replicas, "must be greater than 0"))
+    if isinstance(min_replicas, int) and max_replicas < min_replicas:
+        errs.append(E.invalid("spec.maxReplicas", max_replicas,
+                              "must be greater than or equal to `minReplicas`"))
+    ref = _m(spec, "scaleTargetRef")
+    for field in ("kind", "name"):
+        if not _s(ref, field):
+            errs.append(E.required(f"spec.scaleTargetRef.{field}"))
+        else:
+            errs += _invalid_each(f"spec.scaleTargetRef.{field}", _s(ref, field),
+                                  is_path_segment_name(_s(ref, field)))
+    cpu = spec.get("targetCPUUtilizationPercentage")  # autoscaling/v1
+    if isinstance(cpu, int) and cpu < 1:
+        errs.append(E.invalid("spec.targetCPUUtilizationPercentage", cpu, "must be greater than 0"))
+    for i, metric in _dicts(spec, "metrics"):
+        errs += _metric(metric, f"spec.metrics[{i}]")
+    behavior = spec.get("behavior")
+    if isinstance(behavior, dict):
+        for direction in ("scaleUp", "scaleDown"):
+            if isinstance(behavior.get(direction), dict):
+                errs += _scaling_rules(behavior[direction], f"spec.behavior.{direction}")
+    return errs
+
+
+def _metric(metric: dict, path: str) -> Errors:
+    kind = _s(metric, "type")
+    errs: Errors = []
+    if not kind:
+        errs.append(E.required(f"{path}.type", "must specify a metric source type"))
+    if kind not in _METRIC_TYPES:
+        return errs + [E.not_supported(f"{path}.type", kind, _METRIC_TYPES)]
+    expected = kind[0].lower() + kind[1:]
+    present = [f for f in ("object", "pods", "resource", "external", "containerResource")
+               if metric.get(f) is not None]
+    if expected not in present:
+        errs.append(E.required(f"{path}.{expected}", "must populate information for the given "
+                                                     "metric source"))
+    errs += [E.forbidden(f"{path}.{f}", "must populate the given metric source only")
+             for f in sorted(present) if f != expected and len(present) != 1]
+    source = metric.get(expected)
+    if isinstance(source, dict):
+        target = _m(source, "target")
+        errs += _metric_target(target, f"{path}.{expected}.target")
+        if expected in ("resource", "containerResource"):
+            if not _s(source, "name"):
+                errs.append(E.required(f"{path}.{expected}.name", "must specify a resource name"))
+            if target.get("averageUtilization") is None and target.get("averageValue") is None:
+                errs.append(E.required(f"{path}.{expected}.target.averageUtilization",
+                                       "must set either a target raw value or a target utilization"))
+            elif target.get("averageUtilization") is not None and target.get("averageValue") is not None:
+                errs.append(E.forbidden(f"{path}.{expected}.target.averageValue",
+                                        "may not set both a target raw value and a target utilization"))
+    return errs
+
+
+def _metric_target(target: dict, path: str) -> Errors:
+    errs: Errors = []
+    kind = _s(target, "type")
+    if not kind:
+        errs.append(E.required(f"{path}.type", "must specify a metric target type"))
+    elif kind not in ("Utilization", "Value", "AverageValue"):
+        errs.append(E.invalid(f"{path}.type", kind, "must be either Utilization, Value, or AverageValue"))
+    for field in ("value", "averageValue"):
+        raw = target.get(field)
+        if raw is not None:
+            try:
+                if parse_quantity(raw).value <= 0:
+                    errs.append(E.invalid(f"{path}.{field}", GoValue(str(parse_quantity(raw))), "must be positive"))
+            except QuantityError as err:
+                errs.append(E.invalid(f"{path}.{field}", raw, str(err)))
+    utilization = target.get("averageUtilization")
+    if isinstance(utilization, int) and utilization < 1:
+        errs.append(E.invalid(f"{path}.averageUtilization", utilization, "must be greater than 0"))
+    return errs
+
+
+def _scaling_rules(rules: dict, path: str) -> Errors:
+    errs: Errors = []
+    window = rules.get("stabilizationWindowSeconds")
+    if isinstance(window, int):
+        if window < 0:
+            errs.append(E.invalid(f"{path}.stabilizationWindowSeconds", window, NEGATIVE))
+        elif window > 3600:
+            errs.append(E.invalid(f"{path}.stabilizationWindowSeconds", window,
+                                  "must be less than or equal to 3600"))
+    select = rules.get("selectPolicy")
+    if select is not None and select not in ("Disabled", "Max", "Min"):
+        errs.append(E.not_supported(f"{path}.selectPolicy", select, ["Disabled", "Max", "Min"]))
+    for i, policy in _dicts(rules, "policies"):
+        pp = f"{path}.policies[{i}]"
+        if _s(policy, "type") not in ("Pods", "Percent"):
+            errs.append(E.not_supported(f"{pp}.type", _s(policy, "type"), ["Percent", "Pods"]))
+        if _i(policy, "value") <= 0:
+            errs.append(E.invalid(f"{pp}.value", _i(policy, "value"), "must be greater than zero"))
+        period = _i(policy, "periodSeconds")
+        if period <= 0:
+            errs.append(E.invalid(f"{pp}.periodSeconds", period, "must be greater than zero"))
+        elif period > 1800:
+            errs.append(E.invalid(f"{pp}.periodSeconds", period, "must be less than or equal to 1800"))
+    return errs
+
+
+def _event_namespace_rule(obj: dict, regarding: str) -> Errors:
+    namespace = _s(_m(obj, "metadata"), "namespace")
+    involved = _s(_m(obj, regarding), "namespace")
+    if obj.get("eventTime") is None:
+        ok = (namespace == involved) if involved else namespace in ("", "default")
+    else:
+        ok = bool(involved) or namespace in ("default", "kube-system")
+    errs = [] if ok else [E.invalid("involvedObject.namespace", involved, "does not match event.namespace")]
+    return errs + _invalid_each("namespace", namespace, is_dns1123_subdomain(namespace))
+
+
+def _event_reporting(obj: dict, controller_field: str, message_field: str) -> Errors:
+    errs: Errors = []
+    controller = _s(obj, controller_field)
+    if not controller:
+        errs.append(E.required(controller_field))
+    errs += _invalid_each(controller_field, controller, is_qualified_name(controller))
+    for field, limit in (("reportingInstance", 128), ("action", 128), ("reason", 128)):
+        if not _s(obj, field):
+            errs.append(E.required(field))
+        if len(_s(obj, field)) > limit:
+            errs.append(E.invalid(field, "", f"can have at most {limit} characters"))
+    if len(_s(obj, message_field)) > 1024:
+        errs.append(E.invalid(message_field, "", "can have at most 1024 characters"))
+    return errs
+
+
+def validate_core_event(obj: dict, old: dict | None) -> Errors:
+    """core/v1 Events only get upstream's "legacy" checks — not even the name is validated."""
+    errs = _event_namespace_rule(obj, "involvedObject")
+    if obj.get("eventTime") is not None:
+        errs += _event_reporting(obj, "reportingComponent", "message")
+    return errs
+
+
+def validate_events_event(obj: dict, old: dict | None) -> Errors:
+    errs = _event_namespace_rule(obj, "regarding")
+    if obj.get("eventTime") is None:
+        errs.append(E.required("eventTime"))
+    else:
+        errs += _event_reporting(obj, "reportingController", "note")
+    kind = _s(obj, "type")
+    if kind not in ("Normal", "Warning"):
+        errs.append(E.invalid("type", "", f"has invalid value: {kind}"))
+    for field in ("deprecatedFirstTimestamp", "deprecatedLastTimestamp"):
+        if obj.get(field) is not None:
+            errs.append(E.invalid(field, "", "needs to be unset"))
+    return errs
+
+
+# ============================================================================================
+# 3g. CustomResourceDefinitions (apiextensions-apiserver/pkg/apis/apiextensions/validation)
+# ============================================================================================
+
+_PRINTER_TYPES = ["boolean", "date", "integer", "number", "string"]
+_PRINTER_FORMATS = ["byte", "date", "date-time", "double", "float", "int32", "int64", "password"]
+
+
+def validate_crd(obj: dict, old: dict | None) -> Errors:
+    spec, meta = _m(obj, "spec"), _m(obj, "metadata")
+    names, group = _m(spec, "names"), _s(spec, "group")
+    required_name = f"{_s(names, 'plural')}.{group}"
+
+    def crd_name(name: str, prefix: bool) -> list[str]:
+        msgs = name_is_dns_subdomain(name, prefix)
+        return msgs + ([] if name == required_name else ['must be spec.names.plural+"."+spec.group'])
+
+    errs = (validate_object_meta(meta, False, crd_name, kube_finalizers=False) if old is None
+            else validate_object_meta_update(meta, _m(old, "metadata"), kube_finalizers=False))
+    errs += _crd_spec(spec)
+    errs += _crd_stored_versions(obj)
+    if old is not None:
+        errs += _crd_update(spec, _m(old, "spec"), old)
+    return errs
+
+
+def _crd_spec(spec: dict) -> Errors:
+    errs: Errors = []
+    group = _s(spec, "group")
+    if not group:
+        errs.append(E.required("spec.group"))
+    elif is_dns1123_subdomain(group):
+        errs.append(E.invalid("spec.group", group, ",".join(is_dns1123_subdomain(group))))
+    elif len(group.split(".")) < 2:
+        errs.append(E.invalid("spec.group", group, "should be a domain with at least one dot"))
+    scope = _s(spec, "scope")
+    if not scope:
+        errs.append(E.required("spec.scope"))
+    elif scope not in ("Cluster", "Namespaced"):
+        errs.append(E.not_supported("spec.scope", scope, ["Cluster", "Namespaced"]))
+    if spec.get("preserveUnknownFields") is True:
+        errs.append(E.invalid("spec.preserveUnknownFields", True, "must be false"))
+    errs += _crd_versions(spec)
+    errs += _crd_names(_m(spec, "names"), "spec.names")
+    conversion = spec.get("conversion")
+    if isinstance(conversion, dict):
+        strategy = _s(conversion, "strategy")
+        if strategy not in ("None", "Webhook"):
+            errs.append(E.not_supported("spec.conversion.strategy", strategy, ["None", "Webhook"]))
+        if strategy == "Webhook" and not isinstance(conversion.get("webhook"), dict):
+            errs.append(E.required("spec.conversion.webhook", "must be present when strategy is Webhook"))
+    return errs
+
+
+def _crd_versions(spec: dict) -> Errors:
+    errs: Errors = []
+    versions = [v for _, v in _dicts(spec, "versions")]
+    names = [_s(v, "name") for v in versions]
+    for i, version in enumerate(versions):
+        vp = f"spec.versions[{i}]"
+        msgs = is_dns1035_label(names[i])
+        if msgs:
+            errs.append(E.invalid(f"{vp}.name", names[i], ",".join(msgs)))
+        errs += _crd_version(version, vp)
+    shown = spec.get("versions") if versions else GoValue(
+        "[]apiextensions.CustomResourceDefinitionVersion(nil)")
+    if len(set(names)) != len(names):
+        errs.append(E.invalid("spec.versions", shown, "must contain unique version names"))
+    if sum(1 for v in versions if v.get("storage") is True) != 1:
+        errs.append(E.invalid("spec.versions", shown,
+                              "must have exactly one version marked as storage version"))
+    return errs
+
+
+def _crd_version(version: dict, path: str) -> Errors:
+    schema = _m(version, "schema").get("openAPIV3Schema")
+    errs: Errors = []
+    if not isinstance(schema, dict):
+        errs.append(E.required(f"{path}.schema.openAPIV3Schema", "schemas are required"))
+    else:
+        errs += structural_schema_errors(schema, f"{path}.schema.openAPIV3Schema")
+    for i, column in _dicts(version, "additionalPrinterColumns"):
+        cp = f"{path}.additionalPrinterColumns[{i}]"
+        if not _s(column, "name"):
+            errs.append(E.required(f"{cp}.name"))
+        kind = _s(column, "type")
+        if not kind:
+            errs.append(E.required(f"{cp}.type", "must be one of " + ",".join(_PRINTER_TYPES)))
+        elif kind not in _PRINTER_TYPES:
+            errs.append(E.not_supported(f"{cp}.type", kind, _PRINTER_TYPES))
+        fmt = _s(column, "format")
+        if fmt and fmt not in _PRINTER_FORMATS:
+            errs.append(E.not_supported(f"{cp}.format", fmt, _PRINTER_FORMATS))
+        if not _s(column, "jsonPath"):
+            errs.append(E.required(f"{cp}.jsonPath"))
+    scale = _m(version, "subresources").get("scale")
+    if isinstance(scale, dict):
+        errs += _crd_scale(scale, f"{path}.subresources.scale")
+    return errs
+
+
+def _crd_scale(scale: dict, path: str) -> Errors:
+    errs: Errors = []
+    for field, prefixes, where in (("specReplicasPath", (".spec.",), ".spec"),
+                                   ("statusReplicasPath", (".status.",), ".status")):
+        value = _s(scale, field)
+        if not value:
+            errs.append(E.required(f"{path}.{field}"))
+        elif not value.startswith(prefixes):
+            errs.append(E.invalid(f"{path}.{field}", value, f"should be a json path under {where}"))
+    selector = _s(scale, "labelSelectorPath")
+    if selector and not selector.startswith((".spec.", ".status.")):
+        errs.append(E.invalid(f"{path}.labelSelectorPath", selector,
+                              "should be a json path under either .spec or .status"))
+    return errs
+
+
+def _crd_names(names: dict, path: str) -> Errors:
+    errs: Errors = []
+    for field in ("plural", "singular", "kind", "listKind"):
+        if not _s(names, field):
+            errs.append(E.required(f"{path}.{field}"))
+    for field in ("plural", "singular"):
+        value = _s(names, field)
+        if value and is_dns1035_label(value):
+            errs.append(E.invalid(f"{path}.{field}", value, ",".join(is_dns1035_label(value))))
+    for field in ("kind", "listKind"):
+        value = _s(names, field)
+        if value and is_dns1035_label(value.lower()):
+            errs.append(E.invalid(f"{path}.{field}", value, "may have mixed case, but should "
+                                  "otherwise match: " + ",".join(is_dns1035_label(value.lower()))))
+    for field in ("shortNames", "categories"):
+        for i, value in enumerate(_l(names, field)):
+            msgs = is_dns1035_label(str(value))
+            if msgs:
+                errs.append(E.invalid(f"{path}.{field}[{i}]", value, ",".join(msgs)))
+    if _s(names, "kind") and _s(names, "kind") == _s(names, "listKind"):
+        errs.append(E.invalid(f"{path}.listKind", _s(names, "listKind"),
+                              "kind and listKind may not be the same"))
+    return errs
+
+
+def _crd_stored_versions(obj: dict) -> Errors:
+    stored = _l(_m(obj, "status"), "storedVersions")
+    versions = {_s(v, "name"): v for _, v in _dicts(_m(obj, "spec"), "versions")}
+    errs: Errors = []
+    if not stored:
+        return [E.invalid("status.storedVersions", go_string_slice(stored or None),
+                          "must have at least one stored version")]
+    for i, name in enumerate(stored):
+        if name not in versions:
+            errs.append(E.invalid(f"status.storedVersions[{i}]", name, "must appear in spec.versions"))
+    for name, version in versions.items():
+        if version.get("storage") is True and name not in stored:
+            errs.append(E.invalid("status.storedVersions", go_string_slice(stored),
+                                  f"must have the storage version {name}"))
+    return errs
+
+
+def _crd_update(spec: dict, old_spec: dict, old: dict) -> Errors:
+    errs = immutable(_s(spec, "group"), _s(old_spec, "group"), "spec.group")
+    errs += immutable(_s(_m(spec, "names"), "plural"), _s(_m(old_spec, "names"), "plural"),
+                      "spec.names.plural")
+    established = any(_s(c, "type") == "Established" and _s(c, "status") == "True"
+                      for _, c in _dicts(_m(old, "status"), "conditions"))
+    if established:
+        errs += immutable(_s(spec, "scope"), _s(old_spec, "scope"), "spec.scope")
+        errs += immutable(_s(_m(spec, "names"), "kind"), _s(_m(old_spec, "names"), "kind"),
+                          "spec.names.kind")
+    return errs
+
+
+def structural_schema_errors(schema: dict, path: str) -> Errors:
+    """The structural-schema rules a CRD's ``openAPIV3Schema`` must satisfy (the ones that
+    matter for pruning, defaulting and validation; not the value-validation restrictions)."""
+    errs: Errors = []
+    _structural(schema, path, "root", errs)
+    return sorted(errs, key=lambda e: e.field)
+
+
+_TYPE_REQUIRED = {"root": "must not be empty at the root",
+                  "item": "must not be empty for specified array items",
+                  "field": "must not be empty for specified object fields"}
+
+
+def _structural(node: dict, path: str, level: str, errs: Errors) -> None:
+    kind = _s(node, "type")
+    int_or_string = node.get("x-kubernetes-int-or-string") is True
+    preserve = node.get("x-kubernetes-preserve-unknown-fields") is True
+    embedded = node.get("x-kubernetes-embedded-resource") is True
+    if not kind and not (int_or_string or preserve or embedded):
+        errs.append(E.required(f"{path}.type", _TYPE_REQUIRED[level]))
+    if level == "root" and kind and kind != "object":
+        errs.append(E.invalid(f"{path}.type", kind, "must be object at the root"))
+    if kind == "array" and not isinstance(node.get("items"), dict):
+        errs.append(E.required(f"{path}.items", "must be specified"))
+    if node.get("properties") and node.get("additionalProperties") not in (None, False):
+        errs.append(E.forbidden(f"{path}.additionalProperties",
+                                "additionalProperties and properties are mutual exclusive"))
+    if int_or_string and preserve:
+        errs.append(E.invalid(f"{path}.x-kubernetes-preserve-unknown-fields", True,
+                              "must be false if x-kubernetes-int-or-string is true"))
+    if int_or_string and embedded:
+        errs.append(E.invalid(f"{path}.x-kubernetes-embedded-resource", True,
+                              "must be false if x-kubernetes-int-or-string is true"))
+    if embedded and kind != "object":
+        detail = "must be object if x-kubernetes-embedded-resource is true"
+        errs.append(E.required(f"{path}.type", detail) if not kind else E.invalid(f"{path}.type", kind, detail))
+    errs += _list_type_rules(node, path)
+    props = _m(node, "properties")
+    if level == "root" and isinstance(props.get("metadata"), dict):
+        allowed = set(_m(props["metadata"], "properties")) <= {"name", "generateName"}
+        if not allowed or _s(props["metadata"], "type") not in ("", "object"):
+            errs.append(E.forbidden(f"{path}.properties[metadata]", "must not specify anything other "
+                                    "than name and generateName, but metadata is implicitly specified"))
+    for key, child in props.items():
+        if isinstance(child, dict):
+            _structural(child, f"{path}.properties[{key}]", "field", errs)
+    if isinstance(node.get("items"), dict):
+        _structural(node["items"], f"{path}.items", "item", errs)
+    if isinstance(node.get("additionalProperties"), dict):
+        _structural(node["additionalProperties"], f"{path}.additionalProperties", "field", errs)
+
+
+def _list_type_rules(node: dict, path: str) -> Errors:
+    list_type = node.get("x-kubernetes-list-type")
+    keys = node.get("x-kubernetes-list-map-keys")
+    errs: Errors = []
+    if list_type is not None and list_type not in ("atomic", "map", "set"):
+        errs.append(E.not_supported(f"{path}.x-kubernetes-list-type", list_type, ["atomic", "map", "set"]))
+    if list_type == "map" and not keys:
+        errs.append(E.required(f"{path}.x-kubernetes-list-map-keys",
+                               "must not be empty if x-kubernetes-list-type is map"))
+    if keys and list_type != "map":
+        errs.append(E.forbidden(f"{path}.x-kubernetes-list-map-keys",
+                                "must be empty if x-kubernetes-list-type is not map"))
+    return errs
+
+
+# ============================================================================================
+# Custom resources: kube-openapi's validator over a CRD schema
+# ============================================================================================
+
+
+def _go_number(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+_FORMAT_CHECKS: dict[str, Callable[[str], bool]] = {
+    "date-time": lambda s: re.fullmatch(
+        r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})", s) is not None,
+    "date": lambda s: re.fullmatch(r"\d{4}-\d{2}-\d{2}", s) is not None,
+    "byte": lambda s: _base64_error_at(s) is None,
+    "uuid": lambda s: re.fullmatch(r"[0-9a-fA-F]{8}-?([0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}", s) is not None,
+    "ipv4": lambda s: not is_valid_ip(s) and ":" not in s,
+    "ipv6": lambda s: not is_valid_ip(s) and ":" in s,
+    "cidr": lambda s: not is_valid_cidr(s),
+    "hostname": lambda s: not is_dns1123_subdomain(s.lower()),
+    "email": lambda s: re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", s) is not None,
+    "mac": lambda s: re.fullmatch(r"([0-9A-Fa-f]{2}[:-]){5}[0-9A-Fa-f]{2}", s) is not None,
+    "duration": lambda s: _GO_DURATION.fullmatch(s) is not None or s == "0",
+}
+
+
+class _CustomValidator:
+    """go-openapi's SchemaValidator, as the apiextensions apiserver reports it."""
+
+    def __init__(self) -> None:
+        self.errors: Errors = []
+
+    def check(self, value: Any, node: dict, path: str) -> None:
+        if not self._type(value, node, path):
+            return
+        if value is None:
+            return
+        enum = node.get("enum")
+        if enum is not None and not any(_json_equal(value, allowed) for allowed in enum):
+            shown = [a if isinstance(a, str) else orjson.dumps(a).decode() for a in enum]
+            self.errors.append(E.not_supported(path, value, shown))
+        if isinstance(value, str):
+            self._string(value, node, path)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            self._number(value, node, path)
+        elif isinstance(value, list):
+            self._array(value, node, path)
+        elif isinstance(value, dict):
+            self._object(value, node, path)
+        self._combinators(value, node, path)
+
+    def _type(self, value: Any, node: dict, path: str) -> bool:
+        if value is None:
+            if node.get("nullable") is True or not (node.get("type") or node.get(
+                    "x-kubernetes-int-or-string")):
+                return True
+            expected = "integer,string" if node.get("x-kubernetes-int-or-string") else node["type"]
+            self.errors.append(_type_error(path, expected, value))
+            return False
+        if node.get("x-kubernetes-int-or-string"):
+            if json_type(value) in ("integer", "string"):
+                return True
+            self.errors.append(_type_error(path, "integer,string", value))
+            return False
+        expected = node.get("type")
+        actual = json_type(value)
+        if not expected or actual == expected or (expected == "number" and actual == "integer"):
+            return True
+        self.errors.append(_type_error(path, expected, value))
+        return False
+
+    def _string(self, value: str, node: dict, path: str) -> None:
+        length = len(value)
+        if "maxLength" in node and length > node["maxLength"]:
+            self.errors.append(E.too_long_max_length(path, node["maxLength"]))
+        if "minLength" in node and length < node["minLength"]:
+            self.errors.append(E.invalid(path, value, f"{path} in body should be at least "
+                                                      f"{node['minLength']} chars long"))
+        pattern = node.get("pattern")
+        if pattern is not None and _regex(pattern).search(value) is None:
+            self.errors.append(E.invalid(path, value, f"{path} in body should match '{pattern}'"))
+        fmt = node.get("format")
+        check = _FORMAT_CHECKS.get(fmt or "")
+        if check is not None and not check(value):
+            self.errors.append(E.invalid(path, value, f'{path} in body must be of type {fmt}: "{value}"'))
+
+    def _number(self, value: float, node: dict, path: str) -> None:
+        low, high = node.get("minimum"), node.get("maximum")
+        if low is not None:
+            if node.get("exclusiveMinimum") and value <= low:
+                self.errors.append(E.invalid(path, value, f"{path} in body should be greater than "
+                                                          f"{_go_number(low)}"))
+            elif value < low:
+                self.errors.append(E.invalid(path, value, f"{path} in body should be greater than or "
+                                                          f"equal to {_go_number(low)}"))
+        if high is not None:
+            if node.get("exclusiveMaximum") and value >= high:
+                self.errors.append(E.invalid(path, value, f"{path} in body should be less than "
+                                                          f"{_go_number(high)}"))
+            elif value > high:
+                self.errors.append(E.invalid(path, value, f"{path} in body should be less than or "
+                                                          f"equal to {_go_number(high)}"))
+        step = node.get("multipleOf")
+        if step and (Decimal(str(value)) % Decimal(str(step))) != 0:
+            self.errors.append(E.invalid(path, value, f"{path} in body should be a multiple of "
+                                                      f"{_go_number(step)}"))
+        if node.get("format") == "int32" and isinstance(value, int) and not _INT32[0] <= value <= _INT32[1]:
+            self.errors.append(E.invalid(path, value, f"{path} in body must be of type int32: "
+                                                      f'"{value}"'))
+
+    def _array(self, value: list, node: dict, path: str) -> None:
+        if "maxItems" in node and len(value) > node["maxItems"]:
+            self.errors.append(E.too_many(path, len(value), node["maxItems"]))
+        if "minItems" in node and len(value) < node["minItems"]:
+            self.errors.append(E.invalid(path, len(value), f"{path} in body should have at least "
+                                                           f"{node['minItems']} items"))
+        if node.get("uniqueItems") and _has_duplicates(value):
+            self.errors.append(E.invalid(path, "", f"{path} in body shouldn't contain duplicates"))
+        items = node.get("items")
+        if isinstance(items, dict):
+            for i, item in enumerate(value):
+                self.check(item, items, f"{path}[{i}]")
+        self.errors += _list_type_errors(value, node, path)
+
+    def _object(self, value: dict, node: dict, path: str) -> None:
+        if "maxProperties" in node and len(value) > node["maxProperties"]:
+            self.errors.append(E.too_many(path, len(value), node["maxProperties"]))
+        if "minProperties" in node and len(value) < node["minProperties"]:
+            self.errors.append(E.invalid(path, len(value), f"{path} in body should have at least "
+                                                           f"{node['minProperties']} properties"))
+        for name in node.get("required", ()):
+            if name not in value:
+                self.errors.append(E.required(_child(path, name)))
+        props = node.get("properties") or {}
+        extra = node.get("additionalProperties")
+        for key, child in value.items():
+            sub = props.get(key)
+            if sub is None and isinstance(extra, dict):
+                sub = extra
+            if isinstance(sub, dict):
+                self.check(child, sub, _child(path, key))
+
+    def _combinators(self, value: Any, node: dict, path: str) -> None:
+        for sub in node.get("allOf") or ():
+            self.check(value, sub, path)
+        name = path or "."
+        any_of = node.get("anyOf")
+        if any_of and not any(_passes(value, sub, path) for sub in any_of):
+            self.errors.append(E.invalid(path, "", f"{name} in body must validate at least one "
+                                                   "schema (anyOf)"))
+        one_of = node.get("oneOf")
+        if one_of and sum(_passes(value, sub, path) for sub in one_of) != 1:
+            self.errors.append(E.invalid(path, "", f"{name} in body must validate one and only one "
+                                                   "schema (oneOf)"))
+        not_ = node.get("not")
+        if isinstance(not_, dict) and _passes(value, not_, path):
+            self.errors.append(E.invalid(path, "", f"{name} in body must not validate the schema (not)"))
+
+
+def _passes(value: Any, node: dict, path: str) -> bool:
+    validator = _CustomValidator()
+    validator.check(value, node, path)
+    return not validator.errors
+
+
+_REGEX_CACHE: dict[str, re.Pattern] = {}
+
+
+def _regex(pattern: str) -> re.Pattern:
+    compiled = _REGEX_CACHE.get(pattern)
+    if compiled is None:
+        try:
+            compiled = re.compile(pattern)
+        except re.error:
+            compiled = re.compile(re.escape(pattern))
+        _REGEX_CACHE[pattern] = compiled
+    return compiled
+
+
+def _json_equal(a: Any, b: Any) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    return a == b
+
+
+def _has_duplicates(items: list) -> bool:
+    seen = set()
+    for item in items:
+        key = orjson.dumps(item, option=orjson.OPT_SORT_KEYS)
+        if key in seen:
+            return True
+        seen.add(key)
+    return False
+
+
+def _list_type_errors(items: list, node: dict, path: str) -> Errors:
+    list_type = node.get("x-kubernetes-list-type")
+    errs: Errors = []
+    if list_type == "set":
+        seen: set[bytes] = set()
+        for i, item in enumerate(items):
+            key = orjson.dumps(item, option=orjson.OPT_SORT_KEYS)
+            if key in seen:
+                errs.append(E.duplicate(f"{path}[{i}]", _go_item(item)))
+            seen.add(key)
+    elif list_type == "map":
+        keys = node.get("x-kubernetes-list-map-keys") or []
+        seen = set()
+        for i, item in enumerate(items):
+            if item is not None and not isinstance(item, dict):
+                return [E.invalid(f"{path}[{i}]", item, "must be an object for an array of list-type map")]
+            entry = {k: item.get(k) for k in keys if item is not None and k in item}
+            key = orjson.dumps(entry, option=orjson.OPT_SORT_KEYS)
+            if key in seen:
+                errs.append(E.duplicate(f"{path}[{i}]", _go_interface_map(entry)))
+            seen.add(key)
+    return errs
+
+
+def _go_item(item: Any) -> Any:
+    return _go_interface_map(item) if isinstance(item, dict) else item
+
+
+def validate_custom(obj: dict, crd_version_schema: dict | None, *, old: dict | None = None,
+                    namespaced: bool | None = None) -> Errors:
+    """Validate a custom resource against the ``openAPIV3Schema`` of its CRD version.
+
+    ``crd_version_schema`` is the version's ``schema`` object or its ``openAPIV3Schema``.
+    ``namespaced`` (the CRD's scope) enables the namespace checks of ObjectMeta; leave it None to
+    skip them. ``x-kubernetes-validations`` (CEL) rules are not evaluated.
+    """
+    schema = crd_version_schema or {}
+    if "openAPIV3Schema" in schema:
+        schema = schema["openAPIV3Schema"] or {}
+    meta = _m(obj, "metadata")
+    if old is None:
+        errs = _custom_meta(meta, namespaced)
+    else:
+        errs = validate_object_meta_update(meta, _m(old, "metadata"), kube_finalizers=False)
+    validator = _CustomValidator()
+    body = {k: v for k, v in obj.items() if k != "metadata"}
+    validator.check(body, {k: v for k, v in schema.items() if k != "required"}, "")
+    for name in schema.get("required", ()):
+        if name not in obj:
+            validator.errors.append(E.required(name))
+    return errs + validator.errors
+
+
+def _custom_meta(meta: dict, namespaced: bool | None) -> Errors:
+    if namespaced is None:
+        name = _s(meta, "name")
+        errs = ([E.required("metadata.name", "name or generateName is required")] if not name
+                else _invalid_each("metadata.name", name, name_is_dns_subdomain(name)))
+        return errs + _meta_common(meta, "metadata", False)
+    return validate_object_meta(meta, namespaced, name_is_dns_subdomain, kube_finalizers=False)
+
+
+# ============================================================================================
+# The entry point
+# ============================================================================================
+
+Rule = Callable[[dict, "dict | None"], Errors]
+
+
+@dataclass(frozen=True, slots=True)
+class KindRules:
+    """How one kind is validated: the name rule of its ObjectMeta and its own rules (called
+    with ``old`` on update). ``meta`` is False for kinds that validate their metadata
+    themselves (CRDs) or not at all (core Events)."""
+
+    rules: Rule
+    name: NameFn = name_is_dns_subdomain
+    meta: bool = True
+
+
+KIND_RULES: dict[tuple[str, str], KindRules] = {
+    ("", "Pod"): KindRules(validate_pod),
+    ("", "PodTemplate"): KindRules(validate_pod_template),
+    ("", "ReplicationController"): KindRules(validate_replication_controller),
+    ("", "Service"): KindRules(validate_service, name_is_dns1035_label),
+    ("", "Endpoints"): KindRules(validate_endpoints),
+    ("", "ConfigMap"): KindRules(validate_config_map),
+    ("", "Secret"): KindRules(validate_secret),
+    ("", "Namespace"): KindRules(validate_namespace, name_is_dns_label),
+    ("", "Node"): KindRules(validate_node),
+    ("", "ServiceAccount"): KindRules(validate_service_account),
+    ("", "PersistentVolume"): KindRules(validate_pv),
+    ("", "PersistentVolumeClaim"): KindRules(validate_pvc),
+    ("", "LimitRange"): KindRules(validate_limit_range),
+    ("", "ResourceQuota"): KindRules(validate_resource_quota),
+    ("", "Event"): KindRules(validate_core_event, meta=False),
+    ("apps", "Deployment"): KindRules(validate_deployment),
+    ("apps", "ReplicaSet"): KindRules(validate_replica_set),
+    ("apps", "StatefulSet"): KindRules(validate_stateful_set, name_is_dns_label),
+    ("apps", "DaemonSet"): KindRules(validate_daemon_set),
+    ("apps", "ControllerRevision"): KindRules(validate_controller_revision),
+    ("batch", "Job"): KindRules(validate_job),
+    ("batch", "CronJob"): KindRules(validate_cron_job),
+    ("autoscaling", "HorizontalPodAutoscaler"): KindRules(validate_hpa),
+    ("networking.k8s.io", "Ingress"): KindRules(validate_ingress),
+    ("networking.k8s.io", "IngressClass"): KindRules(validate_ingress_class),
+    ("networking.k8s.io", "NetworkPolicy"): KindRules(validate_network_policy),
+    ("discovery.k8s.io", "EndpointSlice"): KindRules(validate_endpoint_slice),
+    ("coordination.k8s.io", "Lease"): KindRules(validate_lease),
+    ("rbac.authorization.k8s.io", "Role"): KindRules(validate_role, name_is_path_segment),
+    ("rbac.authorization.k8s.io", "ClusterRole"): KindRules(validate_cluster_role, name_is_path_segment),
+    ("rbac.authorization.k8s.io", "RoleBinding"): KindRules(validate_role_binding, name_is_path_segment),
+    ("rbac.authorization.k8s.io", "ClusterRoleBinding"): KindRules(validate_cluster_role_binding,
+                                                                   name_is_path_segment),
+    ("policy", "PodDisruptionBudget"): KindRules(validate_pdb),
+    ("storage.k8s.io", "StorageClass"): KindRules(validate_storage_class),
+    ("scheduling.k8s.io", "PriorityClass"): KindRules(validate_priority_class),
+    ("events.k8s.io", "Event"): KindRules(validate_events_event),
+    ("apiextensions.k8s.io", "CustomResourceDefinition"): KindRules(validate_crd, meta=False),
+}
+
+
+def validate(obj: dict, resource: Resource, schemas: Schemas, *, old: dict | None = None) -> Errors:
+    """All the field errors of ``obj`` (being created, or replacing ``old``), upstream's way.
+
+    An empty list means the object may be stored. Run it after defaulting, as upstream does:
+    several rules require the values defaulting fills in. A custom resource (``resource.crd``
+    set) is checked with ``validate_custom`` against its version's schema.
+    """
+    if resource.crd is not None:
+        return validate_custom(obj, resource.crd.get("schema"), old=old,
+                               namespaced=resource.namespaced)
+    node = schemas.for_kind(resource.group, resource.version, resource.kind)
+    type_errs = check_types(obj, node, schemas) if node is not None else []
+    malformed = [e for e in type_errs if e.type != E.REQUIRED]
+    if malformed:
+        return malformed  # upstream's decoder would have refused the body outright
+    if resource.virtual:
+        return type_errs
+    kind = KIND_RULES.get((resource.group, resource.kind), KindRules(lambda o, p: []))
+    errs = _meta_errors(obj, old, resource, kind)
+    errs += kind.rules(obj, old)
+    return errs + _unreported(type_errs, errs)
+
+
+def _meta_errors(obj: dict, old: dict | None, resource: Resource, kind: KindRules) -> Errors:
+    if not kind.meta:
+        return []
+    meta = _m(obj, "metadata")
+    if old is None:
+        return validate_object_meta(meta, resource.namespaced, kind.name)
+    return validate_object_meta_update(meta, _m(old, "metadata"))
+
+
+def _unreported(schema_errs: Errors, errs: Errors) -> Errors:
+    """Missing required fields the kind's own rules did not already report, at that field or
+    below it (a missing ``spec`` shows up as ``spec.selector: Required value``). List indices
+    are ignored: upstream reports some list items' fields without them
+    (``metadata.ownerReferences.uid``)."""
+    reported = [_INDEX.sub("", e.field) for e in errs]
+    unreported = []
+    for e in schema_errs:
+        field = _INDEX.sub("", e.field)
+        if not any(f == field or f.startswith(field + ".") for f in reported):
+            unreported.append(e)
+    return unreported
+
+
+_INDEX = re.compile(r"\[\d+\]")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-JSON, YAML, TABLE, METADATA = "json", "yaml", "table", "metadata"
+JSON, YAML, TABLE, METADATA, PROTOBUF = "json", "yaml", "table", "metadata", "protobuf"
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +33,7 @@ def negotiate(accept: str | None) -> Representation | None:
     """The first acceptable representation, or None when nothing offered is acceptable."""
     if not accept:
         return _DEFAULT
+    protobuf = False
     for clause in accept.split(","):
         media, *rest = clause.split(";")
         media = media.strip().lower()
@@ -52,4 +53,7 @@ def negotiate(accept: str | None) -> Representation | None:
             continue
         if media in ("application/yaml", "text/yaml") and not as_:
             return Representation(YAML)
-    return None
+        if media == "application/vnd.kubernetes.protobuf" and not as_:
+            protobuf = True
+    # JSON is cheaper for us to produce, so protobuf is chosen only when nothing else will do.
+    return Representation(PROTOBUF) if protobuf else None

@@ -14,7 +14,7 @@ import yaml
 
 from sampan.api import decode as decoding
 from sampan.api import defaults as defaulting
-from sampan.api import errors, managedfields, patch as patching, validation
+from sampan.api import errors, managedfields, patch as patching, protobuf, validation
 from sampan.api.registry import Registry, Resource
 from sampan.api.schema import Schema, Schemas
 
@@ -79,7 +79,13 @@ class Codec:
     def __init__(self, schemata: Schemata):
         self.schemata = schemata
 
-    def decode(self, body: bytes, content_type: str) -> tuple[Any, list[str]]:
+    def decode(self, body: bytes, content_type: str, resource: Resource) -> tuple[Any, list[str]]:
+        media = content_type.split(";")[0].strip().lower()
+        if media == protobuf.MEDIA_TYPE:
+            if resource.crd is not None or not protobuf.supports(resource.group, resource.version,
+                                                                  resource.kind):
+                raise errors.unsupported_body(content_type)
+            return protobuf.decode(body), []
         return decoding.decode(body, content_type)
 
     def decode_apply(self, body: bytes) -> dict[str, Any]:

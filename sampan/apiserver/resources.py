@@ -20,7 +20,8 @@ from sampan.api import errors
 from sampan.api.errors import StatusError
 from sampan.api.registry import Resource, split_api_version
 from sampan.apiserver import conversion, strategy
-from sampan.apiserver.negotiation import METADATA, TABLE, YAML, Representation, negotiate
+from sampan.api import protobuf
+from sampan.apiserver.negotiation import METADATA, PROTOBUF, TABLE, YAML, Representation, negotiate
 from sampan.apiserver.requestinfo import RequestInfo
 from sampan.apiserver.rest import Context, Entry, now_rfc3339, parse_resource_version, rfc3339_after
 from sampan.apiserver.watchcache import TooOldError
@@ -49,6 +50,17 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
     raw = body if isinstance(body, bytes) else orjson.dumps(body)
     return web.Response(body=raw, status=status, content_type=None,
                         headers={"Content-Type": content_type, **(headers or {})})
+
+
+def protobuf_response(obj: dict[str, Any], status: int = 200,
+                      headers: dict[str, str] | None = None) -> web.Response:
+    """Protobuf when the client accepts nothing else; JSON for kinds protobuf cannot carry."""
+    try:
+        body = protobuf.encode(obj)
+    except ValueError:
+        return json_response(obj, status, headers)
+    return web.Response(body=body, status=status,
+                        headers={"Content-Type": protobuf.MEDIA_TYPE, **(headers or {})})
 
 
 def status_response(err: StatusError, headers: dict[str, str] | None = None) -> web.Response:
@@ -124,6 +136,8 @@ class ResourceHandlers:
         if rep.form == YAML:
             return web.Response(text=yaml.safe_dump(obj, sort_keys=False), status=status,
                                 content_type="application/yaml", headers=headers)
+        if rep.form == PROTOBUF:
+            return protobuf_response(obj, status, headers)
         return json_response(raw, status, headers)
 
     def list_response(self, request: web.Request, resource: Resource, entries: list[Entry],
@@ -147,6 +161,8 @@ class ResourceHandlers:
         if rep.form == YAML:
             return web.Response(text=yaml.safe_dump(orjson.loads(raw), sort_keys=False),
                                 content_type="application/yaml")
+        if rep.form == PROTOBUF:
+            return protobuf_response(orjson.loads(raw))
         return json_response(raw)
 
     # -- reads -------------------------------------------------------------------------------
@@ -240,7 +256,8 @@ class ResourceHandlers:
                 watcher = cache.watch(revision, info.namespace, accept)
             except TooOldError as e:
                 return await self._expired_stream(request, str(e))
-        response = web.StreamResponse(headers={"Content-Type": JSON_CT})
+        content_type = protobuf.WATCH_MEDIA_TYPE if rep.form == PROTOBUF else JSON_CT
+        response = web.StreamResponse(headers={"Content-Type": content_type})
         response.enable_chunked_encoding()
         first_table = [True]
         try:
@@ -300,6 +317,8 @@ class ResourceHandlers:
             return orjson.dumps({"type": kind, "object": table}) + b"\n"
         if rep.form == METADATA:
             return orjson.dumps({"type": kind, "object": _partial(self.served(resource, entry)[0], rep.version)}) + b"\n"
+        if rep.form == PROTOBUF:
+            return protobuf.encode_watch_event(kind, self.served(resource, entry)[0])
         raw = self.served(resource, entry)[1]
         return b'{"type":"' + kind.encode() + b'","object":' + raw + b"}\n"
 
@@ -312,6 +331,11 @@ class ResourceHandlers:
             obj = {"kind": "PartialObjectMetadata", "apiVersion": f"meta.k8s.io/{rep.version}", "metadata": meta}
         else:
             obj = {"kind": resource.kind, "apiVersion": resource.api_version, "metadata": meta}
+        if rep.form == PROTOBUF:
+            try:
+                return protobuf.encode_watch_event("BOOKMARK", obj)
+            except ValueError:
+                pass
         return orjson.dumps({"type": "BOOKMARK", "object": obj}) + b"\n"
 
     async def _expired_stream(self, request: web.Request, message: str) -> web.StreamResponse:
@@ -329,7 +353,8 @@ class ResourceHandlers:
                           ctx: Context) -> dict[str, Any]:
         """Decode the body, check its type against the URL, apply field validation."""
         body = await read_body(request)
-        obj, duplicates = self.api.codec.decode(body, request.headers.get("Content-Type", JSON_CT))
+        obj, duplicates = self.api.codec.decode(body, request.headers.get("Content-Type", JSON_CT),
+                                                resource)
         if not isinstance(obj, dict):
             raise errors.bad_request("Object 'Kind' is missing in '" + body[:64].decode(errors="replace") + "'")
         self.check_type(obj, resource)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import orjson
 from aiohttp import web
 
 from sampan.api import errors
@@ -35,10 +34,9 @@ class Reviews:
 
     async def create(self, request: web.Request, info: RequestInfo, resource: Resource,
                      ctx: Context) -> web.Response:
-        try:
-            review = orjson.loads(await read_body(request))
-        except orjson.JSONDecodeError as e:
-            raise errors.bad_request(f"invalid {resource.kind}: {e}") from None
+        body = await read_body(request)
+        review, _ = self.api.codec.decode(body, request.headers.get("Content-Type", "application/json"),
+                                          resource)
         if not isinstance(review, dict):
             raise errors.bad_request(f"invalid {resource.kind}")
         review["apiVersion"], review["kind"] = resource.api_version, resource.kind

@@ -50,17 +50,19 @@ class DiscoveryFailedError(Exception):
         super().__init__(f"unable to retrieve the complete list of server APIs: {listed}")
 
 
+class GroupVersionParseError(ValueError):
+    """A group version string is malformed."""
+
+
 class UnknownKindError(LookupError):
     """No served resource has this kind (``meta.NoKindMatchError``)."""
 
 
 def parse_group_version(text: str) -> tuple[str, str]:
     """``apps/v1`` → (apps, v1); ``v1`` → ("", v1)."""
-    if not text or text.count("/") > 1:
-        raise ValueError(f"unexpected GroupVersion string: {text!r}")
     group, _, version = text.rpartition("/")
-    if not version or (text.count("/") == 1 and not group):
-        raise ValueError(f"unexpected GroupVersion string: {text!r}")
+    if not version or text.count("/") > 1 or (text.count("/") == 1 and not group):
+        raise GroupVersionParseError(f"unexpected GroupVersion string: {text!r}")
     return group, version
 
 
@@ -110,7 +112,7 @@ class Discovery:
         failures: dict[str, str] = {}
         parse_failures: dict[str, str] = {}
         for gv, result in zip(group_versions, results):
-            if isinstance(result, ValueError):
+            if isinstance(result, GroupVersionParseError):
                 parse_failures[gv] = str(result)
             elif isinstance(result, BaseException):
                 failures[gv] = str(result)

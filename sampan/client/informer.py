@@ -32,6 +32,7 @@ IndexFunc = Callable[[Object], Iterable[str]]
 MIN_WATCH_TIMEOUT = 300
 INITIAL_BACKOFF = 0.8
 MAX_BACKOFF = 30.0
+SHORT_WATCH = 1.0
 NAMESPACE_INDEX = "namespace"
 OWNER_UID_INDEX = "owner-uid"
 
@@ -302,13 +303,19 @@ class SharedInformer:
 
     async def _watch(self) -> None:
         timeout = int(MIN_WATCH_TIMEOUT * (1 + random.random()))
+        loop = asyncio.get_running_loop()
+        started, events = loop.time(), 0
         async with self.client.watch(
                 self.api_version, self.resource, namespace=self.namespace,
                 resource_version=self.last_sync_resource_version, timeout_seconds=timeout,
                 allow_watch_bookmarks=True, label_selector=self.label_selector,
-                field_selector=self.field_selector, metadata_only=self.metadata_only) as events:
-            async for kind, obj in events:
+                field_selector=self.field_selector, metadata_only=self.metadata_only) as stream:
+            async for kind, obj in stream:
                 self._handle_event(kind, obj)
+                events += 1
+        if events == 0 and loop.time() - started < SHORT_WATCH:
+            # A server that ends every watch at once would have us spin (client-go does the same).
+            raise ConnectionError("very short watch: the server closed it without events")
 
     def _handle_event(self, kind: str, obj: Object) -> None:
         rv = (obj.get("metadata") or {}).get("resourceVersion")

@@ -155,8 +155,7 @@ class Client:
             connector = aiohttp.TCPConnector(ssl=self.config.ssl_context() or False,
                                              limit=self._max_connections, keepalive_timeout=60)
             self._session = aiohttp.ClientSession(
-                connector=connector, json_serialize=lambda o: orjson.dumps(o).decode(),
-                headers={"User-Agent": self.config.user_agent})
+                connector=connector, headers={"User-Agent": self.config.user_agent})
         return self._session
 
     def _headers(self, accept: str, content_type: str | None) -> dict[str, str]:

@@ -11,6 +11,7 @@ import os
 from .base import (
     DELETE,
     PUT,
+    Batch,
     CompactedError,
     ConflictError,
     Event,
@@ -29,6 +30,7 @@ from .sqlite import SQLiteStore
 __all__ = [
     "DELETE",
     "PUT",
+    "Batch",
     "CompactedError",
     "ConflictError",
     "EtcdStore",

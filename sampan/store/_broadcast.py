@@ -19,7 +19,7 @@ from .base import Event
 class Watcher:
     """One consumer's view: events under ``prefix`` after ``last``."""
 
-    __slots__ = ("prefix", "last", "lagging", "closed", "_pending", "_pending_events", "_wake")
+    __slots__ = ("_pending", "_pending_events", "_wake", "closed", "lagging", "last", "prefix")
 
     def __init__(self, prefix: str, last: int) -> None:
         self.prefix = prefix

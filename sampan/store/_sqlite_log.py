@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass, field
+from typing import Any
 
 from .base import DELETE, PUT, ConflictError, Event, KeyExistsError, KeyNotFoundError, KeyValue
 
@@ -66,7 +67,7 @@ class KeyRange:
         return f"{column} >= ? AND {column} < ?", (self.start, self.end)
 
 
-def _kv(row: tuple) -> KeyValue:
+def _kv(row: tuple[Any, ...]) -> KeyValue:
     return KeyValue(row[0], row[1], row[2], row[3], row[4])
 
 
@@ -104,7 +105,7 @@ def list_latest(conn: sqlite3.Connection, keys: KeyRange, limit: int) -> list[Ke
 
 def count_latest(conn: sqlite3.Connection, keys: KeyRange) -> int:
     where, args = keys.where("name")
-    return conn.execute(f"SELECT COUNT(*) FROM current WHERE {where}", args).fetchone()[0]
+    return int(conn.execute(f"SELECT COUNT(*) FROM current WHERE {where}", args).fetchone()[0])
 
 
 def list_at(conn: sqlite3.Connection, keys: KeyRange, revision: int, limit: int) -> list[KeyValue]:
@@ -119,7 +120,7 @@ def list_at(conn: sqlite3.Connection, keys: KeyRange, revision: int, limit: int)
 def count_at(conn: sqlite3.Connection, keys: KeyRange, revision: int) -> int:
     where, args = keys.where("name")
     sql = f"SELECT COUNT(*) FROM log WHERE id IN ({_AT.format(range=where)}) AND deleted = 0"
-    return conn.execute(sql, (*args, revision)).fetchone()[0]
+    return int(conn.execute(sql, (*args, revision)).fetchone()[0])
 
 
 def events_after(conn: sqlite3.Connection, prefix: str, revision: int, limit: int) -> list[Event]:
@@ -134,11 +135,13 @@ def events_after(conn: sqlite3.Connection, prefix: str, revision: int, limit: in
     return [_event(r) for r in rows]
 
 
-def _event(row: tuple) -> Event:
+def _event(row: tuple[Any, ...]) -> Event:
     kv = _kv(row)
     deleted, prev_revision = row[5], row[6]
     if deleted:
-        return Event(DELETE, kv, KeyValue(kv.key, kv.value, kv.create_revision, prev_revision, kv.lease))
+        return Event(
+            DELETE, kv, KeyValue(kv.key, kv.value, kv.create_revision, prev_revision, kv.lease)
+        )
     prev = None
     if prev_revision and row[7] is not None:
         prev = KeyValue(kv.key, row[7], row[8], prev_revision, row[9])
@@ -146,7 +149,9 @@ def _event(row: tuple) -> Event:
 
 
 def next_expiry(conn: sqlite3.Connection) -> float | None:
-    return conn.execute("SELECT MIN(expires_at) FROM current WHERE expires_at IS NOT NULL").fetchone()[0]
+    sql = "SELECT MIN(expires_at) FROM current WHERE expires_at IS NOT NULL"
+    next_at: float | None = conn.execute(sql).fetchone()[0]
+    return next_at
 
 
 def expired(conn: sqlite3.Connection, now: float, limit: int) -> list[tuple[str, int]]:

@@ -10,6 +10,7 @@ a transaction.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import sqlite3
@@ -22,7 +23,8 @@ from . import _sqlite_log as log
 from .base import Event, StoreError, StoreUnavailableError
 
 T = TypeVar("T")
-Committed = Callable[[int, list[Event], list[tuple[asyncio.Future[Any], Any, BaseException | None]]], None]
+Results = list[tuple[asyncio.Future[Any], Any, BaseException | None]]  # (future, value, error)
+Committed = Callable[[int, list[Event], Results], None]
 
 _logger = logging.getLogger(__name__)
 _STOP = object()
@@ -31,7 +33,9 @@ _STOP = object()
 class _Op:
     __slots__ = ("apply", "future", "in_txn")
 
-    def __init__(self, apply: Callable[..., Any], future: asyncio.Future[Any], in_txn: bool) -> None:
+    def __init__(
+        self, apply: Callable[..., Any], future: asyncio.Future[Any], in_txn: bool
+    ) -> None:
         self.apply = apply
         self.future = future
         self.in_txn = in_txn
@@ -142,7 +146,7 @@ class Writer:
 
     def _commit(self, conn: sqlite3.Connection, ops: list[_Op]) -> None:
         txn = log.Txn(conn, self.revision, time.time())
-        results: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        results: Results = []
         try:
             conn.execute("BEGIN IMMEDIATE")
             for op in ops:
@@ -170,13 +174,11 @@ class Writer:
         self,
         revision: int,
         events: list[Event],
-        results: list[tuple[asyncio.Future[Any], Any, BaseException | None]],
+        results: Results,
     ) -> None:
         assert self._loop is not None
-        try:
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
             self._loop.call_soon_threadsafe(self._on_commit, revision, events, results)
-        except RuntimeError:  # the loop is closed: nobody is waiting any more
-            pass
 
 
 def _apply(op: _Op, txn: log.Txn) -> tuple[asyncio.Future[Any], Any, BaseException | None]:
@@ -188,13 +190,11 @@ def _apply(op: _Op, txn: log.Txn) -> tuple[asyncio.Future[Any], Any, BaseExcepti
 
 
 def _rollback(conn: sqlite3.Connection) -> None:
-    try:
+    with contextlib.suppress(sqlite3.Error):  # no transaction left to roll back
         conn.execute("ROLLBACK")
-    except sqlite3.Error:
-        pass
 
 
-def resolve(results: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+def resolve(results: Results) -> None:
     """Complete the futures of a batch (on the event loop)."""
     for future, value, error in results:
         if future.done():  # the caller timed out or was cancelled

@@ -6,8 +6,9 @@ One global revision increases by one with every change. An object's ``mod_revisi
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import AsyncIterator, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +36,9 @@ class Event:
     @property
     def revision(self) -> int:
         return self.kv.mod_revision
+
+
+Batch = list[Event]  # what a watch yields; an alias, since inside a store "list" is a method
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +133,7 @@ class Store(Protocol):
         Raises KeyNotFoundError or ConflictError."""
         ...
 
-    def watch(self, prefix: str, *, after_revision: int) -> AsyncIterator[list[Event]]:
+    def watch(self, prefix: str, *, after_revision: int) -> AsyncIterator[Batch]:
         """Every change under ``prefix`` with revision > ``after_revision``, in revision order,
         no gaps and no duplicates, as batches. Raises CompactedError (on first iteration) when
         ``after_revision`` + 1 is compacted. Ends only when the store closes or the consumer

@@ -34,7 +34,7 @@ import base64
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +44,7 @@ import orjson
 from .base import (
     DELETE,
     PUT,
+    Batch,
     CompactedError,
     ConflictError,
     Event,
@@ -65,6 +66,8 @@ _SAFE_TO_RETRY = ("etcdserver: no leader", "etcdserver: too many requests")
 _COMPACTED = "required revision has been compacted"
 _FUTURE = "required revision is a future revision"
 _LEASE_NOT_FOUND = "requested lease not found"
+# gRPC codes for a request refused without effect (bad argument, too large, no permission...)
+_REJECTED = {3, 5, 6, 7, 8, 9, 11, 12, 16}
 _INITIAL_BACKOFF = 0.05
 _MAX_BACKOFF = 1.0
 
@@ -191,9 +194,7 @@ class _Gateway:
                 self._streams.discard(response)
 
     async def _post(self, url: str, payload: bytes, remaining: float) -> dict[str, Any]:
-        timeout = aiohttp.ClientTimeout(
-            total=max(remaining, 0.1), sock_connect=self._dial_timeout
-        )
+        timeout = aiohttp.ClientTimeout(total=max(remaining, 0.1), sock_connect=self._dial_timeout)
         try:
             async with self._open_session().post(url, data=payload, timeout=timeout) as response:
                 data = await response.read()
@@ -203,7 +204,8 @@ class _Gateway:
             raise _Ambiguous(str(exc) or type(exc).__name__) from exc
         if response.status != 200:
             _raise_error(data)
-        return orjson.loads(data)
+        reply: dict[str, Any] = orjson.loads(data)
+        return reply
 
     def _open_session(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -212,7 +214,8 @@ class _Gateway:
 
 
 def _raise_error(data: bytes) -> None:
-    """Map a gateway error reply to an exception."""
+    """Map a gateway error reply (``{"error", "message", "code"}``, gRPC status codes) to an
+    exception that says whether the request may have been applied."""
     try:
         reply = orjson.loads(data)
     except orjson.JSONDecodeError:
@@ -220,6 +223,7 @@ def _raise_error(data: bytes) -> None:
     error = reply.get("error")
     message = reply.get("message") or (error.get("message") if isinstance(error, dict) else error)
     message = str(message or reply)
+    code = reply.get("code", error.get("grpc_code") if isinstance(error, dict) else None)
     if _COMPACTED in message:
         raise CompactedError(0, 0)
     if _FUTURE in message:
@@ -228,6 +232,8 @@ def _raise_error(data: bytes) -> None:
         raise _LeaseNotFound(message)
     if any(safe in message for safe in _SAFE_TO_RETRY):
         raise _NotSent(message)
+    if code in _REJECTED:
+        raise StoreError(f"etcd rejected the request: {message}")
     raise _Ambiguous(message)
 
 
@@ -252,7 +258,9 @@ class _Leases:
             lease = self._by_ttl.get(ttl)
             if lease is not None and now + ttl <= lease.expires <= now + ttl + reuse:
                 return lease.id
-            reply = await self._gateway.call("/v3/lease/grant", {"TTL": ttl + reuse}, idempotent=True)
+            reply = await self._gateway.call(
+                "/v3/lease/grant", {"TTL": ttl + reuse}, idempotent=True
+            )
             lease = _Lease(int(reply["ID"]), now + ttl + reuse)
             self._by_ttl[ttl] = lease
             return lease.id
@@ -285,6 +293,8 @@ class EtcdStore:
     # --- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
+        if not self._closed:
+            return
         self._closed = False
         self._gateway.open()
         try:
@@ -395,8 +405,14 @@ class EtcdStore:
             return reply, lease
         raise StoreUnavailableError("etcd keeps rejecting fresh leases")
 
-    async def _txn(self, compare: list[dict[str, Any]], success: dict[str, Any], k: str) -> dict[str, Any]:
-        body = {"compare": compare, "success": [success], "failure": [{"request_range": {"key": k}}]}
+    async def _txn(
+        self, compare: Sequence[dict[str, Any]], success: dict[str, Any], k: str
+    ) -> dict[str, Any]:
+        body = {
+            "compare": compare,
+            "success": [success],
+            "failure": [{"request_range": {"key": k}}],
+        }
         return await self._gateway.call("/v3/kv/txn", body, idempotent=False)
 
     def _failed_current(self, reply: dict[str, Any]) -> KeyValue | None:
@@ -409,10 +425,10 @@ class EtcdStore:
 
     # --- watch ----------------------------------------------------------------------------
 
-    def watch(self, prefix: str, *, after_revision: int) -> AsyncIterator[list[Event]]:
+    def watch(self, prefix: str, *, after_revision: int) -> AsyncIterator[Batch]:
         return self._watch(prefix, after_revision)
 
-    async def _watch(self, prefix: str, after_revision: int) -> AsyncIterator[list[Event]]:
+    async def _watch(self, prefix: str, after_revision: int) -> AsyncIterator[Batch]:
         if self._closed:
             raise StoreUnavailableError("the etcd store is not running")
         last = after_revision
@@ -420,7 +436,9 @@ class EtcdStore:
         while not self._closed:
             endpoint = self._gateway.endpoint
             try:
-                async with contextlib.aclosing(self._watch_stream(endpoint, prefix, last)) as stream:
+                async with contextlib.aclosing(
+                    self._watch_stream(endpoint, prefix, last)
+                ) as stream:
                     async for batch in stream:
                         backoff.reset()  # connected, or progress
                         if batch:
@@ -431,18 +449,26 @@ class EtcdStore:
                 error = exc
             if self._closed:
                 return
-            _logger.info("etcd watch on %s interrupted (%s); resuming after %d", prefix, error, last)
+            _logger.info(
+                "etcd watch on %s interrupted (%s); resuming after %d", prefix, error, last
+            )
             self._gateway.failover(endpoint)
             await backoff.wait(error)
 
-    async def _watch_stream(self, endpoint: str, prefix: str, after: int) -> AsyncIterator[list[Event]]:
+    async def _watch_stream(
+        self, endpoint: str, prefix: str, after: int
+    ) -> AsyncGenerator[Batch, None]:
         """Batches of events after ``after``; an empty batch when the watch is established."""
         start, end = self._range_of(prefix, "")
         create = {"key": start, "range_end": end, "start_revision": after + 1, "prev_kv": True}
-        async with self._gateway.stream(endpoint + "/v3/watch", {"create_request": create}) as response:
+        async with self._gateway.stream(
+            endpoint + "/v3/watch", {"create_request": create}
+        ) as response:
             async for message in _json_lines(response):
                 result = _watch_result(message, after)
-                events = [e for e in map(self._event, result.get("events", ())) if e.revision > after]
+                events = [
+                    e for e in map(self._event, result.get("events", ())) if e.revision > after
+                ]
                 if events:
                     after = events[-1].revision
                     yield events

@@ -34,8 +34,9 @@ from typing import Any, TypeVar
 from . import _sqlite_log as log
 from ._broadcast import Broadcaster, Watcher
 from ._sqlite_readers import ReaderPool
-from ._sqlite_writer import Writer, resolve
+from ._sqlite_writer import Results, Writer, resolve
 from .base import (
+    Batch,
     CompactedError,
     ConflictError,
     Event,
@@ -43,7 +44,6 @@ from .base import (
     KeyNotFoundError,
     KeyValue,
     ListResult,
-    StoreError,
     StoreUnavailableError,
     check_write,
 )
@@ -187,10 +187,10 @@ class SQLiteStore:
 
     # --- watch ----------------------------------------------------------------------------
 
-    def watch(self, prefix: str, *, after_revision: int) -> AsyncIterator[list[Event]]:
+    def watch(self, prefix: str, *, after_revision: int) -> AsyncIterator[Batch]:
         return self._watch(prefix, after_revision)
 
-    async def _watch(self, prefix: str, after_revision: int) -> AsyncIterator[list[Event]]:
+    async def _watch(self, prefix: str, after_revision: int) -> AsyncIterator[Batch]:
         if not self._running:
             raise StoreUnavailableError("the SQLite store is not running")
         watcher = self._hub.subscribe(prefix, after_revision)
@@ -201,7 +201,7 @@ class SQLiteStore:
         finally:
             self._hub.unsubscribe(watcher)
 
-    async def _next_batch(self, watcher: Watcher) -> list[Event] | None:
+    async def _next_batch(self, watcher: Watcher) -> Batch | None:
         while not watcher.closed:
             batch = await self._catch_up(watcher) if watcher.lagging else watcher.pop()
             if batch:
@@ -210,7 +210,7 @@ class SQLiteStore:
                 await watcher.wait()
         return None
 
-    async def _catch_up(self, watcher: Watcher) -> list[Event]:
+    async def _catch_up(self, watcher: Watcher) -> Batch:
         """Events after ``watcher.last`` from history; live events queue up meanwhile."""
         self._check_watchable(watcher.last)
         watcher.resume()
@@ -239,7 +239,9 @@ class SQLiteStore:
             self._compacted = revision
             for low in range(start, revision, _COMPACT_STEP):
                 high = min(low + _COMPACT_STEP, revision)
-                await self._write(functools.partial(_compact_range, low=low, high=high, target=revision))
+                await self._write(
+                    functools.partial(_compact_range, low=low, high=high, target=revision)
+                )
 
     async def reclaim(self) -> tuple[int, int, int]:
         """Return free pages to the file system and truncate the WAL; the checkpoint result."""
@@ -285,7 +287,8 @@ class SQLiteStore:
         )
         for result in results:
             if isinstance(result, BaseException) and not isinstance(
-                result, (KeyNotFoundError, ConflictError)  # changed meanwhile: not expired now
+                result,
+                (KeyNotFoundError, ConflictError),  # changed meanwhile: not expired now
             ):
                 raise result
         if len(due) == _EXPIRE_PAGE:
@@ -317,8 +320,8 @@ class SQLiteStore:
     def _committed(
         self,
         revision: int,
-        events: list[Event],
-        results: list[tuple[asyncio.Future[Any], Any, BaseException | None]],
+        events: Batch,
+        results: Results,
     ) -> None:
         """On the event loop, after each commit: publish the events, then wake the writers."""
         self._revision = max(self._revision, revision)
@@ -407,6 +410,7 @@ def _reclaim_space(conn: sqlite3.Connection) -> tuple[int, int, int]:
     conn.executescript("PRAGMA incremental_vacuum")  # steps until done: frees every page
     conn.execute("PRAGMA busy_timeout = 100")  # a long read must not stall the writer
     try:
-        return conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        busy, wal_pages, checkpointed = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        return busy, wal_pages, checkpointed
     finally:
         conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")

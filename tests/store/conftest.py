@@ -6,11 +6,11 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from sampan.store import EtcdStore, SQLiteStore, Store
-
 from tests.etcdutil import EtcdCluster, etcd_available, etcd_cluster
 
 BACKENDS = ["sqlite", pytest.param("etcd", marks=pytest.mark.etcd)]
@@ -34,15 +34,13 @@ def etcd_server() -> Iterator[EtcdCluster]:
         yield cluster
 
 
-def sqlite_backend(path: Path, **options: float) -> Backend:
+def sqlite_backend(path: Path, **options: Any) -> Backend:
     return Backend("sqlite", lambda: SQLiteStore(str(path), **options), ["sqlite", str(path)])
 
 
 def etcd_backend(urls: list[str], prefix: str | None = None) -> Backend:
     prefix = prefix or f"/test-{uuid.uuid4().hex[:12]}/"
-    return Backend(
-        "etcd", lambda: EtcdStore(urls, prefix=prefix), ["etcd", ",".join(urls), prefix]
-    )
+    return Backend("etcd", lambda: EtcdStore(urls, prefix=prefix), ["etcd", ",".join(urls), prefix])
 
 
 @pytest.fixture(params=BACKENDS)

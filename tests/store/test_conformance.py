@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import cast
 
 import pytest
 
 from sampan.store import (
     DELETE,
     PUT,
+    Batch,
     CompactedError,
     ConflictError,
     Event,
@@ -22,11 +25,23 @@ from sampan.store import (
 from .conftest import Backend
 
 
-async def collect(store: Store, prefix: str, after: int, count: int, timeout: float = 10) -> list[Event]:
+@contextlib.asynccontextmanager
+async def watching(store: Store, prefix: str, after: int) -> AsyncIterator[AsyncIterator[Batch]]:
+    """A watch that is closed (not left to the garbage collector) when the block ends."""
+    watch = store.watch(prefix, after_revision=after)
+    try:
+        yield watch
+    finally:
+        await cast(AsyncGenerator[Batch, None], watch).aclose()
+
+
+async def collect(
+    store: Store, prefix: str, after: int, count: int, timeout: float = 10
+) -> list[Event]:
     """The first ``count`` events of a watch (stopping mid-batch if need be)."""
     events: list[Event] = []
     async with asyncio.timeout(timeout):
-        async with contextlib.aclosing(store.watch(prefix, after_revision=after)) as watch:
+        async with watching(store, prefix, after) as watch:
             async for batch in watch:
                 events.extend(batch)
                 if len(events) >= count:
@@ -212,7 +227,7 @@ async def test_watch_and_reads_from_a_compacted_revision_fail(store: Store) -> N
         await store.get("/k/a", revision=first.mod_revision)
     with pytest.raises(CompactedError):
         await store.list("/k/", revision=first.mod_revision)
-    assert (await store.get("/k/a", revision=middle.mod_revision)).value == b"2"
+    assert await store.get("/k/a", revision=middle.mod_revision) == middle
     assert await store.get("/k/a") == last
     events = await collect(store, "/k/", middle.mod_revision - 1, 2)
     assert [e.kv.value for e in events] == [b"2", b"3"]

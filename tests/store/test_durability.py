@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from sampan.store import Store
+from tests.etcdutil import etcd_available, etcd_cluster
 
 from .conftest import BACKENDS, Backend, etcd_backend
-from tests.etcdutil import etcd_available, etcd_cluster
 
 ROOT = Path(__file__).resolve().parents[2]
 ACKNOWLEDGED_BEFORE_KILL = 300

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from sampan.store import EtcdStore, KeyExistsError, StoreUnavailableError
-
 from tests.etcdutil import EtcdCluster, etcd_available, etcd_cluster
+
 from .test_conformance import assert_contiguous, collect
 
 pytestmark = [
@@ -75,7 +75,7 @@ async def test_three_members_keep_serving_when_the_leader_dies(tmp_path: Path) -
     with etcd_cluster(3, workdir=str(tmp_path)) as cluster:
         leader = leader_index(cluster)
         urls = cluster.client_urls
-        store = EtcdStore([urls[leader]] + urls[:leader] + urls[leader + 1 :], prefix="/ha/")
+        store = EtcdStore([urls[leader], *urls[:leader], *urls[leader + 1 :]], prefix="/ha/")
         await store.start()
         try:
             start = await store.current_revision()
