@@ -23,7 +23,15 @@ from sampan.apiserver import conversion, strategy
 from sampan.api import protobuf
 from sampan.apiserver.negotiation import METADATA, PROTOBUF, TABLE, YAML, Representation, negotiate
 from sampan.apiserver.requestinfo import RequestInfo
-from sampan.apiserver.rest import Context, Entry, now_rfc3339, parse_resource_version, rfc3339_after
+from sampan.apiserver.rest import (
+    EVENT_TTL,
+    Context,
+    Entry,
+    generate_name,
+    now_rfc3339,
+    parse_resource_version,
+    rfc3339_after,
+)
 from sampan.apiserver.watchcache import TooOldError
 from sampan.store.base import ConflictError, KeyNotFoundError
 
@@ -420,13 +428,16 @@ class ResourceHandlers:
         if not meta.get("name") and not meta.get("generateName"):
             raise errors.invalid_error(resource.kind, "", [errors.required(
                 "metadata.name", "name or generateName is required")], resource.group)
+        generated = not meta.get("name")
+        if generated:
+            meta["name"] = generate_name(meta["generateName"])
         obj = self.prepare_create(resource, obj, ctx)
         await self.api.admission.admit(resource, obj, None, ctx, "CREATE")
         self.validate(resource, obj, None)
         await self.api.admission.validate(resource, obj, None, ctx, "CREATE")
         self.api.fields.track(resource, None, obj, self.manager(request, ctx), "")
-        ttl = 3600 if resource.resource == "events" else 0
-        entry = await self.api.storage.create(resource, obj, ctx, ttl=ttl)
+        ttl = EVENT_TTL if resource.resource == "events" else 0
+        entry = await self.api.storage.create(resource, obj, ctx, ttl=ttl, generated_name=generated)
         await self.api.after_write(resource, entry, None)
         return self.object_response(request, resource, entry, rep, 201, ctx)
 

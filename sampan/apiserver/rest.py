@@ -178,13 +178,18 @@ class ObjectStorage:
         page_size = max(limit, 500) if limit else 10_000
         more = True
         last_key = ""
+        total: int | None = None  # keys from the first start key on, for remainingItemCount
+        scanned = 0
         while more and (not limit or len(entries) < limit):
             page = await self._store_call(self.store.list(prefix, revision=revision,
                                                           limit=page_size, start_key=start))
             revision = page.revision
             more = page.more
+            if total is None:
+                total = page.count
             for kv in page.kvs:
                 last_key = kv.key
+                scanned += 1
                 entry = decode_entry(kv)
                 if accept is None or accept(entry):
                     entries.append(entry)
@@ -194,9 +199,12 @@ class ObjectStorage:
             if page.kvs:
                 start = last_key + "\x00"
         token = ""
+        remaining = None
         if limit and more and entries:
             token = encode_continue(revision, entries[-1].key[len(prefix):] + "\x00")
-        return ListResult(entries, revision, token)
+            if accept is None and total is not None:
+                remaining = total - scanned
+        return ListResult(entries, revision, token, remaining)
 
     async def _store_call(self, awaitable):
         try:
@@ -209,13 +217,13 @@ class ObjectStorage:
 
     # -- writes ------------------------------------------------------------------------------
     async def create(self, resource: Resource, obj: dict[str, Any], ctx: Context,
-                     ttl: int = 0) -> Entry:
+                     ttl: int = 0, generated_name: bool = False) -> Entry:
+        """Store a new object. A name made from ``generateName`` is made anew on a clash."""
         meta = obj["metadata"]
-        generate = not meta.get("name") and meta.get("generateName")
+        generate = generated_name and meta.get("generateName")
         for attempt in range(GENERATE_NAME_RETRIES if generate else 1):
-            if generate:
-                meta["name"] = meta["generateName"] + "".join(
-                    secrets.choice(_NAME_CHARS) for _ in range(5))
+            if attempt:
+                meta["name"] = generate_name(meta["generateName"])
             key = resource.key(meta.get("namespace"), meta["name"])
             if ctx.dry_run:
                 if self.cache(resource).get(key) is not None and not generate:
@@ -285,6 +293,12 @@ def _finalized(resource: Resource, obj: dict[str, Any]) -> bool:
     if resource.kind == "Namespace":
         return not (obj.get("spec") or {}).get("finalizers")
     return True
+
+
+def generate_name(base: str) -> str:
+    """``generateName`` plus five random characters, as upstream's name generator makes them
+    (the base is cut so that the result stays within 63 characters)."""
+    return base[:58] + "".join(secrets.choice(_NAME_CHARS) for _ in range(5))
 
 
 def parse_resource_version(value: str) -> int:

@@ -86,8 +86,9 @@ class EventRecorder:
     async def flush(self, timeout: float = CLOSE_TIMEOUT) -> None:
         """Wait until queued events are written (or the timeout passes)."""
         try:
-            await asyncio.wait_for(self._queue.join(), timeout)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(timeout):
+                await self._queue.join()
+        except TimeoutError:
             log.warning("gave up waiting for %d events", self._queue.qsize())
 
     async def close(self) -> None:

@@ -215,10 +215,12 @@ class SharedInformer:
         return self._synced.is_set()
 
     async def wait_for_sync(self, timeout: float | None = None) -> bool:
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation.
         try:
-            await asyncio.wait_for(self._synced.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._synced.wait()
             return True
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
 
     def start(self) -> None:

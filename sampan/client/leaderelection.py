@@ -172,8 +172,10 @@ class LeaderElector:
     # -- one attempt ---------------------------------------------------------------------------
     async def _try_acquire_or_renew(self, timeout: float) -> bool:
         try:
-            return await asyncio.wait_for(self._attempt(), max(timeout, 0.001))
-        except (ApiError, OSError, asyncio.TimeoutError) as e:
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation.
+            async with asyncio.timeout(max(timeout, 0.001)):
+                return await self._attempt()
+        except (ApiError, OSError, TimeoutError) as e:
             log.info("leader lease attempt failed: %r", e)
             return False
         except Exception as e:  # aiohttp errors and the like: try again next period
@@ -240,7 +242,8 @@ class LeaderElector:
         now = micro_time()
         record = _Record("", 1, now, now, self._observed.transitions)
         try:
-            await asyncio.wait_for(self._write(record), RELEASE_TIMEOUT)
+            async with asyncio.timeout(RELEASE_TIMEOUT):
+                await self._write(record)
             log.info("released leader lease", extra={"lease": self.config.name})
         except Exception as e:
             log.warning("failed to release leader lease: %r", e)

@@ -404,18 +404,19 @@ class GarbageCollector:
 
     # -- run -------------------------------------------------------------------------------------
     async def run(self) -> None:
-        await self.sync_monitors()
-        await self._wait_for_graph()
-        log.info("garbage collector: graph built from %d resources, %d objects",
-                 len(self.monitors), len(self.graph))
-        tasks = [
-            asyncio.create_task(run_workers("gc-delete", self.builder.attempt_to_delete,
-                                            self.attempt_to_delete, self.workers)),
-            asyncio.create_task(run_workers("gc-orphan", self.builder.attempt_to_orphan,
-                                            self.attempt_to_orphan, self.workers)),
-            asyncio.create_task(self._resync_monitors()),
-        ]
+        tasks: list[asyncio.Task[None]] = []
         try:
+            await self.sync_monitors()
+            await self._wait_for_graph()
+            log.info("garbage collector: graph built from %d resources, %d objects",
+                     len(self.monitors), len(self.graph))
+            tasks = [
+                asyncio.create_task(run_workers("gc-delete", self.builder.attempt_to_delete,
+                                                self.attempt_to_delete, self.workers)),
+                asyncio.create_task(run_workers("gc-orphan", self.builder.attempt_to_orphan,
+                                                self.attempt_to_orphan, self.workers)),
+                asyncio.create_task(self._resync_monitors()),
+            ]
             await asyncio.gather(*tasks)
         finally:
             for task in tasks:

@@ -46,7 +46,7 @@ class ListResult:
     kvs: list[KeyValue]
     revision: int  # the store revision the list was read at
     more: bool = False  # True when ``limit`` cut the result
-    count: int = 0  # number of keys under the prefix at that revision (all pages)
+    count: int = 0  # keys in the range read (from start_key to the prefix's end), all pages
 
 
 class StoreError(Exception):

@@ -333,8 +333,6 @@ class EtcdStore:
         at = revision or int(reply["header"]["revision"])
         kvs = [self._kv(kv) for kv in reply.get("kvs", ())]
         count = int(reply.get("count", 0))
-        if start_key > prefix:  # the reply counted from start_key; the protocol wants the prefix
-            count = await self._count(prefix, at)
         return ListResult(kvs, at, bool(reply.get("more")), count)
 
     async def count(self, prefix: str) -> int:

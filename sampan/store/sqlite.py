@@ -385,12 +385,12 @@ def _list(
 ) -> ListResult:
     current, compacted = log.revisions(conn)
     _check_revision(revision, current, compacted)
-    page, whole = log.KeyRange.of(prefix, start_key), log.KeyRange.of(prefix)
+    page = log.KeyRange.of(prefix, start_key)
     fetch = limit + 1 if limit > 0 else -1  # one extra row tells whether there is more
     if revision in (0, current):
-        kvs, count = log.list_latest(conn, page, fetch), log.count_latest(conn, whole)
+        kvs, count = log.list_latest(conn, page, fetch), log.count_latest(conn, page)
     else:
-        kvs, count = log.list_at(conn, page, revision, fetch), log.count_at(conn, whole, revision)
+        kvs, count = log.list_at(conn, page, revision, fetch), log.count_at(conn, page, revision)
     more = 0 < limit < len(kvs)
     return ListResult(kvs[:limit] if more else kvs, revision or current, more, count)
 

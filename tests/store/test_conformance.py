@@ -155,7 +155,7 @@ async def test_list_by_prefix_in_key_order_with_pages(store: Store) -> None:
     while True:
         page = await store.list("/p/", limit=10, start_key=start_key, revision=revision)
         revision = page.revision
-        assert page.count == len(names)
+        assert page.count == len(names) - len(seen)  # the keys from start_key on
         seen.extend(kv.key for kv in page.kvs)
         if not page.more:
             break
