@@ -60,11 +60,12 @@ def apply_defaults(obj: dict, resource: Resource, *, create: bool | None = None)
 
 
 def _dict(obj: dict, key: str) -> dict:
-    """The object at ``obj[key]``, created when unset."""
+    """The object at ``obj[key]``, created when unset. A value of the wrong type is left for
+    validation to report: defaults then go into a detached dict nobody sees."""
     value = obj.get(key)
-    if not isinstance(value, dict):
+    if value is None:
         value = obj[key] = {}
-    return value
+    return value if isinstance(value, dict) else {}
 
 
 def _default(obj: dict, key: str, value: Any) -> None:
@@ -79,10 +80,16 @@ def _default_zero(obj: dict, key: str, value: Any) -> None:
 
 
 def _dicts(obj: Any, key: str) -> Iterator[dict]:
-    if isinstance(obj, dict):
-        for item in obj.get(key) or ():
+    items = obj.get(key) if isinstance(obj, dict) else None
+    if isinstance(items, list):
+        for item in items:
             if isinstance(item, dict):
                 yield item
+
+
+def _mapping(obj: Any, key: str) -> dict:
+    value = obj.get(key) if isinstance(obj, dict) else None
+    return value if isinstance(value, dict) else {}
 
 
 def _sub(obj: Any, *keys: str) -> dict | None:
@@ -372,11 +379,11 @@ def _limit_range(lr: dict) -> None:
         if item.get("type") != "Container":
             continue
         default, request = _dict(item, "default"), _dict(item, "defaultRequest")
-        for key, value in (item.get("max") or {}).items():
+        for key, value in _mapping(item, "max").items():
             default.setdefault(key, value)
         for key, value in default.items():
             request.setdefault(key, value)
-        for key, value in (item.get("min") or {}).items():
+        for key, value in _mapping(item, "min").items():
             request.setdefault(key, value)
 
 

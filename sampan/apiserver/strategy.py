@@ -62,6 +62,11 @@ def prepare_for_create(resource: Resource, obj: dict[str, Any]) -> None:
         obj["status"] = {}
     elif resource.kind == "Service":
         obj.setdefault("status", {"loadBalancer": {}})
+    elif resource.kind == "CustomResourceDefinition":
+        versions = (obj.get("spec") or {}).get("versions") or []
+        stored = [v.get("name") for v in versions if v.get("storage")]
+        obj["status"] = {"storedVersions": stored, "conditions": [],
+                         "acceptedNames": {"plural": "", "kind": ""}}
 
 
 def prepare_for_update(resource: Resource, obj: dict[str, Any], old: dict[str, Any]) -> None:

@@ -92,7 +92,7 @@ def test_client_side_apply_multi_document(kubectl, ns):
 def test_server_side_apply_and_conflicts(kubectl, ns):
     out = kubectl("apply", "--server-side", "-n", ns, "-f", "-", input=MULTI_DOC)
     assert "serverside-applied" in out
-    deploy = kubectl.json("get", "deployment", "web", "-n", ns)
+    deploy = kubectl.json("get", "deployment", "web", "-n", ns, "--show-managed-fields")
     managers = {m["manager"] for m in deploy["metadata"]["managedFields"]}
     assert "kubectl" in managers
     kubectl("scale", "deployment", "web", "-n", ns, "--replicas=5")
@@ -179,7 +179,7 @@ def test_edit_with_editor(kubectl, ns, tmp_path):
     editor.chmod(0o755)
     out = kubectl("edit", "configmap", "editme", "-n", ns, env={"KUBE_EDITOR": str(editor)})
     assert "edited" in out
-    cm = kubectl.json("get", "cm", "editme", "-n", ns)
+    cm = kubectl.json("get", "cm", "editme", "-n", ns, "--show-managed-fields")
     assert cm["data"]["color"] == "green"
     assert any(m["manager"] == "kubectl-edit" for m in cm["metadata"]["managedFields"])
 
@@ -231,7 +231,7 @@ def test_create_commands(kubectl, ns):
     assert d["spec"]["replicas"] == 3
     assert d["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"] == "Always"
     dup = kubectl.run("create", "configmap", "c1", "-n", ns, check=False)
-    assert dup.returncode != 0 and "AlreadyExists" in dup.stderr
+    assert dup.returncode != 0 and "already exists" in dup.stderr
     missing = kubectl.run("create", "configmap", "x", "-n", "no-such-namespace", check=False)
     assert missing.returncode != 0 and "not found" in missing.stderr
 
