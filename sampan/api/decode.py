@@ -328,8 +328,10 @@ def _prune_object(value: dict, node: dict, schemas: Schemas, path: str, resource
                   dropped: list[str]) -> None:
     if node_type(node) not in ("object", None):
         return  # a type mismatch is validation's to report
-    props = node.get("properties") or {}
+    props = node.get("properties")
+    props = props if isinstance(props, dict) else {}
     extra = node.get("additionalProperties")
+    extra = extra if isinstance(extra, (dict, bool)) else None
     keep_unknown = extra is True or preserves_unknown(node)
     resource_root = resource_root or bool(node.get("x-kubernetes-embedded-resource"))
     if not props and extra is None and keep_unknown and not resource_root:
@@ -345,8 +347,8 @@ def _prune_object(value: dict, node: dict, schemas: Schemas, path: str, resource
                 _prune(child, meta, schemas, child_path, False, dropped)
             continue
         sub = props.get(key)
-        if sub is None and isinstance(extra, dict):
-            sub = extra
+        if not isinstance(sub, dict):
+            sub = extra if isinstance(extra, dict) else None
         if sub is not None:
             if isinstance(child, (dict, list)):
                 _prune(child, sub, schemas, child_path, False, dropped)

@@ -50,7 +50,7 @@ def apply_defaults(obj: dict, resource: Resource, *, create: bool | None = None)
     on_create = _ON_CREATE.get((resource.group, resource.kind))
     if on_create is not None:
         if create is None:
-            create = not obj.get("metadata", {}).get("resourceVersion")
+            create = not _mapping(obj, "metadata").get("resourceVersion")
         if create:
             on_create(obj)
 
@@ -333,17 +333,19 @@ def _secret(secret: dict) -> None:
 
 
 def _namespace(ns: dict) -> None:
-    name = _dict(ns, "metadata").get("name")
-    if name:
-        _dict(ns["metadata"], "labels")["kubernetes.io/metadata.name"] = name
+    metadata = _dict(ns, "metadata")
+    name = metadata.get("name")
+    if isinstance(name, str) and name:
+        _dict(metadata, "labels")["kubernetes.io/metadata.name"] = name
     _default_zero(_dict(ns, "status"), "phase", "Active")
 
 
 def _namespace_finalizer(ns: dict) -> None:
     """PrepareForCreate, not defaulting: the finalizer must stay removable afterwards."""
-    finalizers = _dict(ns, "spec").get("finalizers") or []
-    if "kubernetes" not in finalizers:
-        ns["spec"]["finalizers"] = [*finalizers, "kubernetes"]
+    spec = _dict(ns, "spec")
+    finalizers = spec.get("finalizers") or []
+    if isinstance(finalizers, list) and "kubernetes" not in finalizers:
+        spec["finalizers"] = [*finalizers, "kubernetes"]
 
 
 def _persistent_volume(pv: dict) -> None:

@@ -46,11 +46,23 @@ class Subresources:
             return await self.binding(request, info, resource, ctx)
         elif sub == "finalize" and verb == "update" and resource.kind == "Namespace":
             return await self.finalize(request, info, resource, ctx, rep)
-        elif sub in ("log", "exec", "attach", "portforward", "proxy", "eviction",
-                     "ephemeralcontainers", "resize", "token"):
-            raise StatusError(503, "ServiceUnavailable",
-                              f"the {sub} subresource is not available: no node agent serves it yet")
+        elif sub in ("log", "exec", "attach", "portforward", "proxy"):
+            return await self.streaming(info, resource, sub)
+        elif sub in ("eviction", "ephemeralcontainers", "resize", "token"):
+            raise errors.method_not_supported(f"{resource.resource}/{sub}", verb)
         raise errors.method_not_supported(f"{resource.resource}/{sub}", verb)
+
+    async def streaming(self, info: RequestInfo, resource: Resource, sub: str) -> web.Response:
+        """Streams are served by the node agent running the pod; without one, say why."""
+        entry = await self.api.storage.get(resource, info.namespace, info.name)
+        if resource.kind == "Pod":
+            node = (entry.obj.get("spec") or {}).get("nodeName")
+            if not node:
+                raise errors.bad_request(f'pod {info.name} does not have a host assigned')
+            raise StatusError(503, "ServiceUnavailable",
+                              f'no node agent on node "{node}" serves {sub} for pod {info.name}')
+        raise StatusError(503, "ServiceUnavailable",
+                          f"the {sub} subresource of {resource.resource} needs a node agent")
 
     # -- scale -------------------------------------------------------------------------------
     def _replicas_path(self, resource: Resource) -> tuple[str, str, str | None]:
