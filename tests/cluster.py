@@ -33,6 +33,7 @@ class Server:
     port: int
     process: subprocess.Popen
     log_path: Path
+    controllers: subprocess.Popen | None = None
 
     @property
     def kubeconfig(self) -> str:
@@ -50,21 +51,35 @@ class Server:
         return ssl.create_default_context(cafile=str(self.data_dir / "pki" / "ca.crt"))
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-        return self.process.returncode
+        if self.controllers is not None:
+            _stop(self.controllers, signal.SIGTERM, timeout)
+        return _stop(self.process, sig, timeout)
+
+    def start_controllers(self) -> subprocess.Popen:
+        """``sampan controller-manager`` against this server (as a real cluster runs it)."""
+        log = open(self.data_dir / "controller-manager.log", "ab")
+        self.controllers = subprocess.Popen(
+            [SAMPAN, "controller-manager", "--kubeconfig", self.kubeconfig],
+            stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+        return self.controllers
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace")
 
 
+def _stop(process: subprocess.Popen, sig: int, timeout: float) -> int:
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+    return process.returncode
+
+
 def start_server(data_dir: Path, *, port: int | None = None, extra: list[str] = (),
-                 timeout: float = 60) -> Server:
+                 timeout: float = 60, controllers: bool = False) -> Server:
     data_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     log_path = data_dir / "server.log"
@@ -83,6 +98,8 @@ def start_server(data_dir: Path, *, port: int | None = None, extra: list[str] = 
                 with urllib.request.urlopen(f"{server.url}/readyz", context=server.ssl_context(),
                                             timeout=2) as r:
                     if r.status == 200:
+                        if controllers:
+                            server.start_controllers()
                         return server
             except OSError:
                 pass

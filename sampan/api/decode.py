@@ -314,14 +314,24 @@ def prune_unknown(obj: Any, node: dict | None, schemas: Schemas, path: str = "")
 def _prune(value: Any, node: dict | None, schemas: Schemas, path: str, resource_root: bool,
            dropped: list[str]) -> None:
     if isinstance(value, dict):
-        _prune_object(value, schemas.resolve(node), schemas, path, resource_root, dropped)
+        _prune_object(value, _resolve(schemas, node), schemas, path, resource_root, dropped)
     elif isinstance(value, list):
-        resolved = schemas.resolve(node)
+        resolved = _resolve(schemas, node)
         items = resolved.get("items")
         if isinstance(items, dict) and node_type(resolved) == "array":
             for i, item in enumerate(value):
                 if isinstance(item, (dict, list)):
                     _prune(item, items, schemas, f"{path}[{i}]", False, dropped)
+
+
+def _resolve(schemas: Schemas, node: Any) -> dict:
+    """``schemas.resolve``, tolerant of the malformed nodes a stored CRD schema may hold."""
+    if not isinstance(node, dict):
+        return {}
+    try:
+        return schemas.resolve(node)
+    except KeyError:  # a $ref that names no definition
+        return {}
 
 
 def _prune_object(value: dict, node: dict, schemas: Schemas, path: str, resource_root: bool,

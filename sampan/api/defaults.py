@@ -211,6 +211,7 @@ def pod_spec_defaults(spec: dict) -> None:
     _default(spec, "securityContext", {})
     _default(spec, "terminationGracePeriodSeconds", 30)
     _default_zero(spec, "schedulerName", "default-scheduler")
+    _mirror_service_account(spec)
     for volume in _dicts(spec, "volumes"):
         _volume(volume)
     for key in ("containers", "initContainers", "ephemeralContainers"):
@@ -219,6 +220,17 @@ def pod_spec_defaults(spec: dict) -> None:
     overhead = spec.get("overhead")
     if isinstance(overhead, dict):
         _resource_list(overhead)
+
+
+def _mirror_service_account(spec: dict) -> None:
+    """The v1 ⇄ internal conversion keeps the deprecated ``serviceAccount`` equal to
+    ``serviceAccountName`` (taking it as the name when only it is given). Not defaulting
+    upstream, but it happens on every write; rerun after admission sets the account."""
+    name, deprecated = spec.get("serviceAccountName"), spec.get("serviceAccount")
+    if not name and isinstance(deprecated, str) and deprecated:
+        spec["serviceAccountName"] = name = deprecated
+    if isinstance(name, str) and name:
+        spec["serviceAccount"] = name
 
 
 def pod_template_defaults(template: Any) -> None:
@@ -620,15 +632,15 @@ def apply_schema_defaults(obj: Any, schema_node: dict | None) -> None:
         return
     if isinstance(obj, dict):
         props = schema_node.get("properties")
-        if isinstance(props, dict):
-            for key, prop in props.items():
-                if isinstance(prop, dict) and "default" in prop and (
-                        key not in obj or _non_nullable_null(obj[key], prop)):
-                    obj[key] = copy.deepcopy(prop["default"])
+        props = props if isinstance(props, dict) else {}
+        for key, prop in props.items():
+            if isinstance(prop, dict) and "default" in prop and (
+                    key not in obj or _non_nullable_null(obj[key], prop)):
+                obj[key] = copy.deepcopy(prop["default"])
         extra = schema_node.get("additionalProperties")
         for key, value in obj.items():
-            sub = props.get(key) if isinstance(props, dict) else None
-            if sub is None and isinstance(extra, dict):
+            sub = props.get(key)
+            if not isinstance(sub, dict) and isinstance(extra, dict):
                 sub = extra
                 if _non_nullable_null(value, extra) and "default" in extra:
                     obj[key] = value = copy.deepcopy(extra["default"])

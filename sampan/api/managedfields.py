@@ -217,6 +217,8 @@ def _read_fields(node: dict, prefix: Path, out: set[Path]) -> bool:
 
 
 def _parse_element(key: str) -> Any:
+    if key.startswith("f:"):
+        return key[2:]
     if len(key) < 2:
         raise _Invalid("key must be 2 characters long:")
     if key[1] != ":":
@@ -254,27 +256,51 @@ def set_to_fields(paths: Iterable[Path]) -> dict:
     for path in paths:
         node = trie
         for element in path[:-1]:
-            node = node.setdefault(element, [False, {}])[1]
-        node.setdefault(path[-1], [False, {}])[0] = True
+            child = node.get(element)
+            if child is None:
+                child = node[element] = [False, {}]
+            node = child[1]
+        leaf = node.get(path[-1])
+        if leaf is None:
+            node[path[-1]] = [True, {}]
+        else:
+            leaf[0] = True
     return _write_fields(trie)
 
 
 def _write_fields(trie: dict) -> dict:
+    try:
+        # The elements of one level are all field names, all keys or all values, and then
+        # Python's order of their tuples is structured-merge-diff's; a mix (which no object
+        # produces) cannot be compared and falls back to the general order.
+        elements = sorted(trie)
+    except TypeError:
+        elements = sorted(trie, key=_element_order)
     out: dict = {}
-    for element in sorted(trie, key=_element_order):
+    for element in elements:
         member, children = trie[element]
-        body: dict = {}
         if children:
-            if member:
-                body["."] = {}
+            body = {".": {}} if member else {}
             body.update(_write_fields(children))
-        out[_element_key(element)] = body
+        else:
+            body = {}
+        out["f:" + element if type(element) is str else _element_key(element)] = body
     return out
 
 
 def _element_key(element: Any) -> str:
+    """The FieldsV1 key of a path element: ``f:name``, ``k:{"name":"x"}``, ``v:"x"``, ``i:0``."""
     if isinstance(element, str):
         return "f:" + element
+    key = _ELEMENT_KEYS.get(element)
+    if key is None:
+        if len(_ELEMENT_KEYS) > _ELEMENT_KEYS_LIMIT:
+            _ELEMENT_KEYS.clear()
+        key = _ELEMENT_KEYS[element] = _format_element_key(element)
+    return key
+
+
+def _format_element_key(element: tuple) -> str:
     tag, body = element
     if tag == "k":
         return "k:{" + ",".join(f"{_go_json(name)}:{_go_json(_thaw(v))}"
@@ -282,6 +308,11 @@ def _element_key(element: Any) -> str:
     if tag == "v":
         return "v:" + _go_json(_thaw(body))
     return f"i:{body}"
+
+
+# List keys recur in every request about the same objects; their JSON is worth keeping.
+_ELEMENT_KEYS: dict[tuple, str] = {}
+_ELEMENT_KEYS_LIMIT = 100_000
 
 
 # --------------------------------------------------------------------------------------------
@@ -1032,28 +1063,42 @@ class _Updater:
 def _reconciled(owned: _Owned, root: _Type) -> _Owned:
     """Fields below a now-atomic map or list collapse into it (ReconcileFieldSetWithSchema);
     ownership inside free-form maps is left alone."""
-    roots: set[Path] = set()
+    trie: dict = {}
     for path in owned.paths:
-        t: _Type | None = root
-        for depth, element in enumerate(path):
-            if t is None:
-                break
-            if t.map_kind is not None:
-                if t.deduced_map:
-                    break
-                if t.map_kind == "atomic" and depth:
-                    roots.add(path[:depth])
-                    break
-            elif t.list_kind is None:
-                break
-            elif t.list_kind == "atomic" and depth:
-                roots.add(path[:depth])
-                break
-            t = t.element_of(element)[0]
+        node = trie
+        for element in path[:-1]:
+            child = node.get(element)
+            if child is None:
+                child = node[element] = {}
+            node = child
+    roots: set[Path] = set()
+    _find_atomic_parents(trie, root, (), roots)
     if not roots:
         return owned
     kept = _without(owned.paths, frozenset(roots))
     return _Owned(frozenset(kept | roots), owned.api_version, owned.applied)
+
+
+def _find_atomic_parents(trie: dict, t: _Type, prefix: Path, roots: set[Path]) -> None:
+    """Collect the paths with owned fields below them whose type is atomic."""
+    for element, below in trie.items():
+        child = t.element_of(element)[0]
+        if child is None:
+            continue
+        path = prefix + (element,)
+        if child.map_kind is not None:
+            if child.deduced_map:
+                continue
+            if child.map_kind == "atomic":
+                roots.add(path)
+                continue
+        elif child.list_kind is None:
+            continue
+        elif child.list_kind == "atomic":
+            roots.add(path)
+            continue
+        if below:
+            _find_atomic_parents(below, child, path, roots)
 
 
 def _without(paths: Iterable[Path], ignored: FieldSet) -> set[Path]:

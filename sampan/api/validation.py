@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import copy
 import ipaddress
 import json
 import re
@@ -2254,7 +2255,7 @@ def _pod_update(spec: dict, old: dict) -> Errors:
 
 
 def _munge_pod_spec(spec: dict, old: dict) -> dict:
-    munged = orjson.loads(orjson.dumps(spec))
+    munged = copy.deepcopy(spec)
     for key in ("containers", "initContainers"):
         for c, old_c in zip(_l(munged, key), _l(old, key)):
             if isinstance(c, dict) and isinstance(old_c, dict):
@@ -2283,8 +2284,8 @@ def _spec_diff(old: Any, new: Any, path: str) -> str:
             for i, (x, y) in enumerate(zip(a, b)):
                 walk(x, y, f"{p}[{i}]")
         elif _semantic(a) != _semantic(b):
-            lines.append(f"  - {p}: {orjson.dumps(a).decode()}")
-            lines.append(f"  + {p}: {orjson.dumps(b).decode()}")
+            lines.append(f"  - {p}: {_json_text(a)}")
+            lines.append(f"  + {p}: {_json_text(b)}")
 
     walk(old, new, path)
     return "\n".join(lines)
@@ -4573,20 +4574,40 @@ _FORMAT_CHECKS: dict[str, Callable[[str], bool]] = {
 }
 
 
+def _kw_number(node: dict, key: str) -> float | None:
+    """A numeric keyword of a CRD schema; a malformed one is ignored, never trusted."""
+    value = node.get(key)
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _kw_count(node: dict, key: str) -> int | None:
+    value = node.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def _kw_str(node: dict, key: str) -> str | None:
+    value = node.get(key)
+    return value if isinstance(value, str) else None
+
+
+def _kw_schemas(node: dict, key: str) -> list[dict]:
+    value = node.get(key)
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
 class _CustomValidator:
-    """go-openapi's SchemaValidator, as the apiextensions apiserver reports it."""
+    """go-openapi's SchemaValidator, as the apiextensions apiserver reports it. Schema keywords
+    are read defensively: a stored CRD schema is data, and a malformed keyword is ignored."""
 
     def __init__(self) -> None:
         self.errors: Errors = []
 
-    def check(self, value: Any, node: dict, path: str) -> None:
-        if not self._type(value, node, path):
-            return
-        if value is None:
+    def check(self, value: Any, node: Any, path: str) -> None:
+        if not isinstance(node, dict) or not self._type(value, node, path) or value is None:
             return
         enum = node.get("enum")
-        if enum is not None and not any(_json_equal(value, allowed) for allowed in enum):
-            shown = [a if isinstance(a, str) else orjson.dumps(a).decode() for a in enum]
+        if isinstance(enum, list) and not any(_json_equal(value, allowed) for allowed in enum):
+            shown = [a if isinstance(a, str) else _json_text(a) for a in enum]
             self.errors.append(E.not_supported(path, value, shown))
         if isinstance(value, str):
             self._string(value, node, path)
@@ -4599,71 +4620,67 @@ class _CustomValidator:
         self._combinators(value, node, path)
 
     def _type(self, value: Any, node: dict, path: str) -> bool:
+        int_or_string = node.get("x-kubernetes-int-or-string") is True
+        expected = "integer,string" if int_or_string else _kw_str(node, "type")
         if value is None:
-            if node.get("nullable") is True or not (node.get("type") or node.get(
-                    "x-kubernetes-int-or-string")):
+            if node.get("nullable") is True or not expected:
                 return True
-            expected = "integer,string" if node.get("x-kubernetes-int-or-string") else node["type"]
             self.errors.append(_type_error(path, expected, value))
             return False
-        if node.get("x-kubernetes-int-or-string"):
-            if json_type(value) in ("integer", "string"):
-                return True
-            self.errors.append(_type_error(path, "integer,string", value))
-            return False
-        expected = node.get("type")
         actual = json_type(value)
-        if not expected or actual == expected or (expected == "number" and actual == "integer"):
-            return True
-        self.errors.append(_type_error(path, expected, value))
-        return False
+        if int_or_string:
+            ok = actual in ("integer", "string")
+        else:
+            ok = not expected or actual == expected or (expected == "number" and actual == "integer")
+        if not ok:
+            self.errors.append(_type_error(path, expected or "", value))
+        return ok
 
     def _string(self, value: str, node: dict, path: str) -> None:
         length = len(value)
-        if "maxLength" in node and length > node["maxLength"]:
-            self.errors.append(E.too_long_max_length(path, node["maxLength"]))
-        if "minLength" in node and length < node["minLength"]:
+        longest, shortest = _kw_count(node, "maxLength"), _kw_count(node, "minLength")
+        if longest is not None and length > longest:
+            self.errors.append(E.too_long_max_length(path, longest))
+        if shortest is not None and length < shortest:
             self.errors.append(E.invalid(path, value, f"{path} in body should be at least "
-                                                      f"{node['minLength']} chars long"))
-        pattern = node.get("pattern")
+                                                      f"{shortest} chars long"))
+        pattern = _kw_str(node, "pattern")
         if pattern is not None and _regex(pattern).search(value) is None:
             self.errors.append(E.invalid(path, value, f"{path} in body should match '{pattern}'"))
-        fmt = node.get("format")
-        check = _FORMAT_CHECKS.get(fmt or "")
+        fmt = _kw_str(node, "format") or ""
+        check = _FORMAT_CHECKS.get(fmt)
         if check is not None and not check(value):
             self.errors.append(E.invalid(path, value, f'{path} in body must be of type {fmt}: "{value}"'))
 
     def _number(self, value: float, node: dict, path: str) -> None:
-        low, high = node.get("minimum"), node.get("maximum")
+        low, high = _kw_number(node, "minimum"), _kw_number(node, "maximum")
         if low is not None:
-            if node.get("exclusiveMinimum") and value <= low:
-                self.errors.append(E.invalid(path, value, f"{path} in body should be greater than "
-                                                          f"{_go_number(low)}"))
+            if node.get("exclusiveMinimum") is True and value <= low:
+                self._out_of_range(value, path, f"greater than {_go_number(low)}")
             elif value < low:
-                self.errors.append(E.invalid(path, value, f"{path} in body should be greater than or "
-                                                          f"equal to {_go_number(low)}"))
+                self._out_of_range(value, path, f"greater than or equal to {_go_number(low)}")
         if high is not None:
-            if node.get("exclusiveMaximum") and value >= high:
-                self.errors.append(E.invalid(path, value, f"{path} in body should be less than "
-                                                          f"{_go_number(high)}"))
+            if node.get("exclusiveMaximum") is True and value >= high:
+                self._out_of_range(value, path, f"less than {_go_number(high)}")
             elif value > high:
-                self.errors.append(E.invalid(path, value, f"{path} in body should be less than or "
-                                                          f"equal to {_go_number(high)}"))
-        step = node.get("multipleOf")
-        if step and (Decimal(str(value)) % Decimal(str(step))) != 0:
-            self.errors.append(E.invalid(path, value, f"{path} in body should be a multiple of "
-                                                      f"{_go_number(step)}"))
+                self._out_of_range(value, path, f"less than or equal to {_go_number(high)}")
+        step = _kw_number(node, "multipleOf")
+        if step and step > 0 and Decimal(str(value)) % Decimal(str(step)) != 0:
+            self._out_of_range(value, path, f"a multiple of {_go_number(step)}")
         if node.get("format") == "int32" and isinstance(value, int) and not _INT32[0] <= value <= _INT32[1]:
-            self.errors.append(E.invalid(path, value, f"{path} in body must be of type int32: "
-                                                      f'"{value}"'))
+            self.errors.append(E.invalid(path, value, f'{path} in body must be of type int32: "{value}"'))
+
+    def _out_of_range(self, value: float, path: str, bound: str) -> None:
+        self.errors.append(E.invalid(path, value, f"{path} in body should be {bound}"))
 
     def _array(self, value: list, node: dict, path: str) -> None:
-        if "maxItems" in node and len(value) > node["maxItems"]:
-            self.errors.append(E.too_many(path, len(value), node["maxItems"]))
-        if "minItems" in node and len(value) < node["minItems"]:
+        most, least = _kw_count(node, "maxItems"), _kw_count(node, "minItems")
+        if most is not None and len(value) > most:
+            self.errors.append(E.too_many(path, len(value), most))
+        if least is not None and len(value) < least:
             self.errors.append(E.invalid(path, len(value), f"{path} in body should have at least "
-                                                           f"{node['minItems']} items"))
-        if node.get("uniqueItems") and _has_duplicates(value):
+                                                           f"{least} items"))
+        if node.get("uniqueItems") is True and _has_duplicates(value):
             self.errors.append(E.invalid(path, "", f"{path} in body shouldn't contain duplicates"))
         items = node.get("items")
         if isinstance(items, dict):
@@ -4672,32 +4689,35 @@ class _CustomValidator:
         self.errors += _list_type_errors(value, node, path)
 
     def _object(self, value: dict, node: dict, path: str) -> None:
-        if "maxProperties" in node and len(value) > node["maxProperties"]:
-            self.errors.append(E.too_many(path, len(value), node["maxProperties"]))
-        if "minProperties" in node and len(value) < node["minProperties"]:
+        most, least = _kw_count(node, "maxProperties"), _kw_count(node, "minProperties")
+        if most is not None and len(value) > most:
+            self.errors.append(E.too_many(path, len(value), most))
+        if least is not None and len(value) < least:
             self.errors.append(E.invalid(path, len(value), f"{path} in body should have at least "
-                                                           f"{node['minProperties']} properties"))
-        for name in node.get("required", ()):
-            if name not in value:
+                                                           f"{least} properties"))
+        required = node.get("required")
+        for name in required if isinstance(required, list) else ():
+            if isinstance(name, str) and name not in value:
                 self.errors.append(E.required(_child(path, name)))
-        props = node.get("properties") or {}
+        props = node.get("properties")
+        props = props if isinstance(props, dict) else {}
         extra = node.get("additionalProperties")
         for key, child in value.items():
             sub = props.get(key)
-            if sub is None and isinstance(extra, dict):
-                sub = extra
-            if isinstance(sub, dict):
+            if not isinstance(sub, dict):
+                sub = extra if isinstance(extra, dict) else None
+            if sub is not None:
                 self.check(child, sub, _child(path, key))
 
     def _combinators(self, value: Any, node: dict, path: str) -> None:
-        for sub in node.get("allOf") or ():
+        for sub in _kw_schemas(node, "allOf"):
             self.check(value, sub, path)
         name = path or "."
-        any_of = node.get("anyOf")
+        any_of = _kw_schemas(node, "anyOf")
         if any_of and not any(_passes(value, sub, path) for sub in any_of):
             self.errors.append(E.invalid(path, "", f"{name} in body must validate at least one "
                                                    "schema (anyOf)"))
-        one_of = node.get("oneOf")
+        one_of = _kw_schemas(node, "oneOf")
         if one_of and sum(_passes(value, sub, path) for sub in one_of) != 1:
             self.errors.append(E.invalid(path, "", f"{name} in body must validate one and only one "
                                                    "schema (oneOf)"))
@@ -4732,10 +4752,22 @@ def _json_equal(a: Any, b: Any) -> bool:
     return a == b
 
 
+def _json_text(value: Any) -> str:
+    return _identity(value).decode()
+
+
+def _identity(value: Any) -> bytes:
+    """A key equal for equal JSON values (orjson cannot write integers beyond 64 bits)."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        return json.dumps(value, sort_keys=True).encode()
+
+
 def _has_duplicates(items: list) -> bool:
     seen = set()
     for item in items:
-        key = orjson.dumps(item, option=orjson.OPT_SORT_KEYS)
+        key = _identity(item)
         if key in seen:
             return True
         seen.add(key)
@@ -4748,18 +4780,19 @@ def _list_type_errors(items: list, node: dict, path: str) -> Errors:
     if list_type == "set":
         seen: set[bytes] = set()
         for i, item in enumerate(items):
-            key = orjson.dumps(item, option=orjson.OPT_SORT_KEYS)
+            key = _identity(item)
             if key in seen:
                 errs.append(E.duplicate(f"{path}[{i}]", _go_item(item)))
             seen.add(key)
     elif list_type == "map":
-        keys = node.get("x-kubernetes-list-map-keys") or []
+        keys = node.get("x-kubernetes-list-map-keys")
+        keys = [k for k in keys if isinstance(k, str)] if isinstance(keys, list) else []
         seen = set()
         for i, item in enumerate(items):
             if item is not None and not isinstance(item, dict):
                 return [E.invalid(f"{path}[{i}]", item, "must be an object for an array of list-type map")]
             entry = {k: item.get(k) for k in keys if item is not None and k in item}
-            key = orjson.dumps(entry, option=orjson.OPT_SORT_KEYS)
+            key = _identity(entry)
             if key in seen:
                 errs.append(E.duplicate(f"{path}[{i}]", _go_interface_map(entry)))
             seen.add(key)
@@ -4778,9 +4811,9 @@ def validate_custom(obj: dict, crd_version_schema: dict | None, *, old: dict | N
     ``namespaced`` (the CRD's scope) enables the namespace checks of ObjectMeta; leave it None to
     skip them. ``x-kubernetes-validations`` (CEL) rules are not evaluated.
     """
-    schema = crd_version_schema or {}
+    schema = crd_version_schema if isinstance(crd_version_schema, dict) else {}
     if "openAPIV3Schema" in schema:
-        schema = schema["openAPIV3Schema"] or {}
+        schema = schema["openAPIV3Schema"] if isinstance(schema["openAPIV3Schema"], dict) else {}
     meta = _m(obj, "metadata")
     if old is None:
         errs = _custom_meta(meta, namespaced)
@@ -4789,8 +4822,9 @@ def validate_custom(obj: dict, crd_version_schema: dict | None, *, old: dict | N
     validator = _CustomValidator()
     body = {k: v for k, v in obj.items() if k != "metadata"}
     validator.check(body, {k: v for k, v in schema.items() if k != "required"}, "")
-    for name in schema.get("required", ()):
-        if name not in obj:
+    required = schema.get("required")
+    for name in required if isinstance(required, list) else ():
+        if isinstance(name, str) and name not in obj:
             validator.errors.append(E.required(name))
     return errs + validator.errors
 

@@ -1,6 +1,7 @@
 """The ``sampan`` command.
 
     sampan server --data-dir DIR [--port 6443] [--store sqlite|etcd] [--etcd-endpoints URLS]
+    sampan controller-manager --kubeconfig FILE
     sampan up --data-dir DIR [--port 6443]
 """
 
@@ -36,20 +37,42 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     _server_args(sub.add_parser("server", help="run the API server in the foreground"))
     _server_args(sub.add_parser("up", help="run every component of a single-node cluster"))
+    cm = sub.add_parser("controller-manager", help="run the controllers (with leader election)")
+    cm.add_argument("--kubeconfig", required=True)
+    cm.add_argument("--log-level", default=os.environ.get("SAMPAN_LOG_LEVEL", "info"))
     return p
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     logs.setup(args.log_level)
-    if args.command in ("server", "up"):
-        try:
-            import uvloop
+    try:
+        import uvloop
 
-            uvloop.install()
-        except ImportError:  # pragma: no cover - uvloop is a dependency
-            pass
+        uvloop.install()
+    except ImportError:  # pragma: no cover - uvloop is a dependency
+        pass
+    if args.command == "server":
         sys.exit(asyncio.run(run_cluster(args, components=("apiserver",))))
+    if args.command == "up":
+        sys.exit(asyncio.run(run_cluster(args, components=("apiserver", "controller-manager"))))
+    if args.command == "controller-manager":
+        sys.exit(asyncio.run(run_controllers(args.kubeconfig)))
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def run_controllers(kubeconfig: str) -> int:
+    from sampan.controllers.manager import run_controller_manager
+
+    await run_controller_manager(kubeconfig, _stop_on_signals())
+    return 0
 
 
 async def run_cluster(args: argparse.Namespace, components: tuple[str, ...]) -> int:
@@ -65,15 +88,24 @@ async def run_cluster(args: argparse.Namespace, components: tuple[str, ...]) -> 
                               advertise_address=args.advertise_address, store_kind=args.store,
                               etcd_endpoints=endpoints, etcd_prefix=args.etcd_prefix,
                               service_cidr=args.service_cidr)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    stop = _stop_on_signals()
     await server.start()
+    tasks = []
+    if "controller-manager" in components:
+        from sampan.controllers.manager import run_controller_manager
+
+        tasks.append(asyncio.create_task(
+            run_controller_manager(server.kubeconfig_path, stop), name="controller-manager"))
     logging.getLogger("sampan").info("cluster ready", extra={
-        "kubeconfig": str(server.kubeconfig_path), "server": server.url})
+        "kubeconfig": str(server.kubeconfig_path), "server": server.url,
+        "components": list(components)})
     print(f"sampan: API server at {server.url}; kubeconfig {server.kubeconfig_path}", flush=True)
     await stop.wait()
+    if tasks:
+        await asyncio.wait(tasks, timeout=10)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
     await server.stop()
     return 0
 

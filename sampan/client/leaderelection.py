@@ -20,6 +20,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from prometheus_client import Gauge
+
 from sampan.client.errors import ApiError
 
 if TYPE_CHECKING:
@@ -30,6 +32,9 @@ log = logging.getLogger(__name__)
 LEASE_API = "coordination.k8s.io/v1"
 JITTER_FACTOR = 1.2
 RELEASE_TIMEOUT = 5.0
+
+_LEADING = Gauge("leader_election_master_status",
+                 "1 while this process holds the lease, 0 otherwise", ["name"])
 
 
 def default_identity() -> str:
@@ -123,6 +128,7 @@ class LeaderElector:
         """Acquire, lead until leadership is lost, the work ends or we are cancelled; then
         stop the work and (if configured) release the Lease."""
         await self._acquire()
+        _LEADING.labels(self.config.name).set(1)
         leading = asyncio.create_task(self._on_started(), name="leading")
         renewing = asyncio.create_task(self._renew(), name="lease renewal")
         try:
@@ -134,6 +140,7 @@ class LeaderElector:
             for task in (leading, renewing):
                 task.cancel()
             await asyncio.gather(leading, renewing, return_exceptions=True)
+            _LEADING.labels(self.config.name).set(0)
             if self._on_stopped is not None:
                 self._on_stopped()
             if self.config.release_on_cancel:

@@ -16,7 +16,22 @@ from collections import deque
 from collections.abc import Hashable
 from typing import Generic, Protocol, TypeVar
 
+from prometheus_client import Counter, Gauge, Histogram
+
 T = TypeVar("T", bound=Hashable)
+
+# client-go's workqueue metrics, by queue name.
+_BUCKETS = tuple(1e-8 * 10 ** i for i in range(11))
+_DEPTH = Gauge("workqueue_depth", "Current depth of workqueue", ["name"])
+_ADDS = Counter("workqueue_adds_total", "Total number of adds handled by workqueue", ["name"])
+_RETRIES = Counter("workqueue_retries_total", "Total number of retries handled by workqueue",
+                   ["name"])
+_QUEUE_DURATION = Histogram("workqueue_queue_duration_seconds",
+                            "How long in seconds an item stays in workqueue before being "
+                            "requested", ["name"], buckets=_BUCKETS)
+_WORK_DURATION = Histogram("workqueue_work_duration_seconds",
+                           "How long in seconds processing an item from workqueue takes",
+                           ["name"], buckets=_BUCKETS)
 
 
 class ShutDown(Exception):
@@ -122,6 +137,12 @@ class WorkQueue(Generic[T]):
         self._processing: set[T] = set()
         self._shutting_down = False
         self._getters: deque[asyncio.Future[None]] = deque()
+        self._added_at: dict[T, float] = {}
+        self._started_at: dict[T, float] = {}
+        self._depth = _DEPTH.labels(name)
+        self._adds = _ADDS.labels(name)
+        self._queue_duration = _QUEUE_DURATION.labels(name)
+        self._work_duration = _WORK_DURATION.labels(name)
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -134,10 +155,11 @@ class WorkQueue(Generic[T]):
         if self._shutting_down or item in self._dirty:
             return
         self._dirty.add(item)
+        self._adds.inc()
+        self._added_at.setdefault(item, time.monotonic())
         if item in self._processing:
             return  # queued again by done()
-        self._queue.append(item)
-        self._wake_one()
+        self._push(item)
 
     async def get(self) -> T:
         """The next item, waiting for one; ``ShutDown`` once shut down and drained."""
@@ -152,15 +174,26 @@ class WorkQueue(Generic[T]):
                 if not getter.done():
                     getter.cancel()
         item = self._queue.popleft()
+        self._depth.dec()
+        now = time.monotonic()
+        self._queue_duration.observe(now - self._added_at.pop(item, now))
+        self._started_at[item] = now
         self._processing.add(item)
         self._dirty.discard(item)
         return item
 
     def done(self, item: T) -> None:
         self._processing.discard(item)
+        started = self._started_at.pop(item, None)
+        if started is not None:
+            self._work_duration.observe(time.monotonic() - started)
         if item in self._dirty:
-            self._queue.append(item)
-            self._wake_one()
+            self._push(item)
+
+    def _push(self, item: T) -> None:
+        self._queue.append(item)
+        self._depth.inc()
+        self._wake_one()
 
     def shut_down(self) -> None:
         self._shutting_down = True
@@ -207,6 +240,7 @@ class RateLimitingQueue(WorkQueue[T]):
         self.add(item)
 
     def add_rate_limited(self, item: T) -> None:
+        _RETRIES.labels(self.name).inc()
         self.add_after(item, self.rate_limiter.when(item))
 
     def forget(self, item: T) -> None:

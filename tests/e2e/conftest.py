@@ -45,7 +45,7 @@ def _etcd_server(tmp_path_factory) -> tuple[Server, object]:
     endpoints = ",".join(etcd.client_urls)
     srv = start_server(tmp_path_factory.mktemp("apiserver-etcd"),
                        extra=["--store", "etcd", "--etcd-endpoints", endpoints,
-                              "--etcd-prefix", f"/e2e-{uuid.uuid4().hex[:8]}"])
+                              "--etcd-prefix", f"/e2e-{uuid.uuid4().hex[:8]}"], controllers=True)
     return srv, etcd
 
 
@@ -53,7 +53,7 @@ def _etcd_server(tmp_path_factory) -> tuple[Server, object]:
 def server(request, tmp_path_factory) -> Server:
     etcd = None
     if request.param == "sqlite":
-        srv = start_server(tmp_path_factory.mktemp("apiserver-sqlite"))
+        srv = start_server(tmp_path_factory.mktemp("apiserver-sqlite"), controllers=True)
     else:
         srv, etcd = _etcd_server(tmp_path_factory)
     yield srv

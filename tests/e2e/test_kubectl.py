@@ -355,3 +355,27 @@ bogus: field
     assert strict.returncode != 0 and "bogus" in strict.stderr
     invalid = kubectl.run("create", "configmap", "Invalid_Name", "-n", ns, check=False)
     assert invalid.returncode != 0 and "Invalid" in invalid.stderr
+
+
+def test_namespace_deletion_removes_content(kubectl):
+    kubectl("create", "namespace", "doomed")
+    kubectl("create", "configmap", "inside", "-n", "doomed", "--from-literal", "a=b")
+    kubectl("create", "deployment", "inside", "-n", "doomed", "--image=busybox")
+    kubectl("delete", "namespace", "doomed", "--timeout=60s")
+    assert kubectl.run("get", "namespace", "doomed", check=False).returncode != 0
+    kubectl("create", "namespace", "doomed")
+    assert kubectl("get", "cm,deploy", "-n", "doomed", "-o", "name").strip() in ("", "configmap/kube-root-ca.crt")
+    kubectl("delete", "namespace", "doomed", "--timeout=60s")
+
+
+def test_nothing_is_created_in_a_terminating_namespace(kubectl):
+    kubectl("create", "namespace", "closing")
+    kubectl("create", "configmap", "held", "-n", "closing")
+    kubectl("patch", "configmap", "held", "-n", "closing", "--type=merge",
+            "-p", '{"metadata":{"finalizers":["example.com/hold"]}}')
+    kubectl("delete", "namespace", "closing", "--wait=false")
+    refused = kubectl.run("create", "configmap", "late", "-n", "closing", check=False)
+    assert refused.returncode != 0 and "being terminated" in refused.stderr
+    kubectl("patch", "configmap", "held", "-n", "closing", "--type=merge",
+            "-p", '{"metadata":{"finalizers":null}}')
+    kubectl("wait", "--for=delete", "namespace/closing", "--timeout=60s")

@@ -320,3 +320,15 @@ def test_an_unknown_directive_is_an_invalid_options_object():
         'supported values: "", "Ignore", "Strict", "Warn"')
     assert field_validation_directive(None) == "Warn"
     assert field_validation_directive("Ignore") == "Ignore"
+
+
+def test_arbitrary_bytes_are_bad_requests_not_crashes():
+    import random
+    rnd = random.Random(7)
+    for _ in range(500):
+        body = bytes(rnd.getrandbits(8) for _ in range(rnd.randint(0, 32)))
+        for content_type in ("application/json", "application/yaml"):
+            try:
+                decode(body, content_type, kind="Pod")
+            except StatusError as err:
+                assert err.code == 400

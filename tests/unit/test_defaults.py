@@ -137,6 +137,14 @@ def test_null_is_unset_and_set_values_stay():
     assert pod["spec"]["securityContext"] == {"runAsUser": 1000}
 
 
+def test_deprecated_service_account_mirrors_the_name():
+    pod = defaulted("", "v1", "Pod", {"spec": pod_spec(serviceAccount="builder")})
+    assert pod["spec"]["serviceAccountName"] == pod["spec"]["serviceAccount"] == "builder"
+    pod = defaulted("", "v1", "Pod", {"spec": pod_spec(serviceAccountName="ci", serviceAccount="old")})
+    assert pod["spec"]["serviceAccountName"] == pod["spec"]["serviceAccount"] == "ci"
+    assert "serviceAccount" not in defaulted("", "v1", "Pod", {"spec": pod_spec()})["spec"]
+
+
 def test_defaulting_twice_changes_nothing():
     once = defaulted("", "v1", "Pod", {"spec": pod_spec()})
     assert defaulted("", "v1", "Pod", once) == once

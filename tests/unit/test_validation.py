@@ -1344,3 +1344,48 @@ def test_a_pod_validates_well_under_a_millisecond():
         validate(pod, resource, S)
     per_pod = (time.perf_counter() - start) / runs
     assert per_pod < 0.002, f"{per_pod * 1e6:.0f} µs per pod"
+
+
+# --- robustness: no input crashes the validator --------------------------------------------
+
+_ODD_VALUES = [None, "x", -1, 1.5, True, [], {}, [None], {"a": None}]
+
+
+def _paths(obj: Any, prefix: tuple = ()) -> Any:
+    yield prefix
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _paths(v, prefix + (k,))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            yield from _paths(v, prefix + (i,))
+
+
+@pytest.mark.parametrize("key", ["Pod", "Deployment", "Service", "CustomResourceDefinition",
+                                 "Ingress", "RoleBinding", "Job"])
+def test_wrongly_typed_values_anywhere_are_errors_not_crashes(key):
+    resource = resource_of(key)
+    valid = base(key)
+    apply_defaults(valid, resource)
+    for path in list(_paths(valid))[1:]:
+        for value in _ODD_VALUES:
+            obj = copy.deepcopy(valid)
+            target = obj
+            for part in path[:-1]:
+                target = target[part]
+            target[path[-1]] = copy.deepcopy(value)
+            apply_defaults(obj, resource)
+            assert isinstance(validate(obj, resource, S), list)
+            assert isinstance(validate(obj, resource, S, old=valid), list)
+
+
+def test_malformed_crd_schemas_do_not_crash_custom_validation():
+    for path in list(_paths(PET_SCHEMA))[1:]:
+        for value in _ODD_VALUES:
+            schema = copy.deepcopy(PET_SCHEMA)
+            target = schema
+            for part in path[:-1]:
+                target = target[part]
+            target[path[-1]] = copy.deepcopy(value)
+            assert isinstance(validate_custom(pet(age=3, tags=["a"], ports=[{"name": "a"}]),
+                                              {"openAPIV3Schema": schema}), list)

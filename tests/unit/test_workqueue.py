@@ -209,3 +209,20 @@ async def test_shut_down_cancels_delayed_adds() -> None:
     assert len(q) == 0
     with pytest.raises(ShutDown):
         await q.get()
+
+
+async def test_queues_export_client_go_metrics() -> None:
+    from prometheus_client import REGISTRY
+
+    labels = {"name": "metrics-test"}
+    q: RateLimitingQueue[str] = RateLimitingQueue(name="metrics-test")
+    q.add("a")
+    q.add("b")
+    assert REGISTRY.get_sample_value("workqueue_depth", labels) == 2
+    item = await q.get()
+    assert REGISTRY.get_sample_value("workqueue_depth", labels) == 1
+    q.done(item)
+    q.add_rate_limited(item)
+    assert REGISTRY.get_sample_value("workqueue_adds_total", labels) == 2
+    assert REGISTRY.get_sample_value("workqueue_retries_total", labels) == 1
+    assert REGISTRY.get_sample_value("workqueue_work_duration_seconds_count", labels) == 1
