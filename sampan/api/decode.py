@@ -112,7 +112,13 @@ def _json_with_duplicates(body: bytes) -> tuple[Any, list[str]]:
             keep_alive.append(d)
         return d
 
-    obj = json.loads(body, object_pairs_hook=pairs_hook)
+    text = body.decode() if isinstance(body, bytes) else body
+
+    def no_constants(name: str) -> None:
+        # Python's json takes NaN and Infinity; JSON (and Go) do not
+        raise json.JSONDecodeError("Expecting value", text, max(text.find(name), 0))
+
+    obj = json.loads(text, object_pairs_hook=pairs_hook, parse_constant=no_constants)
     paths: list[str] = []
     if repeated:
         _collect_duplicates(obj, "", repeated, paths)

@@ -1321,7 +1321,7 @@ def _apply_managed(request: _Request, live: dict, applied: dict, managed: _Manag
     return merged, result
 
 
-def apply(live: dict | None, applied: dict, *, manager: str, force: bool, node: Schema,
+def apply(live: dict | None, applied: Any, *, manager: str, force: bool, node: Schema,
           schemas: Schemas, api_version: str, subresource: str = "", kind: str = "",
           ignored: Iterable[str | Sequence[str]] = ()) -> dict:
     """Server-side apply ``applied`` (the decoded apply patch) to ``live``.
@@ -1338,6 +1338,7 @@ def apply(live: dict | None, applied: dict, *, manager: str, force: bool, node: 
     configuration the schema cannot read."""
     request = _request(node, schemas, api_version, subresource, ignored)
     current: dict = live if live is not None else {}
+    applied = _applied_object(applied)
     try:
         managed = _decode_managed(_managed_fields_of(current))
     except _Invalid as err:
@@ -1358,6 +1359,18 @@ def apply(live: dict | None, applied: dict, *, manager: str, force: bool, node: 
     if manager == _KUBECTL:
         _update_last_applied(result, applied)
     return result
+
+
+def _applied_object(applied: Any) -> dict:
+    """The apply patch must decode into an object; an empty document is an empty one."""
+    if applied is None:
+        return {}
+    if isinstance(applied, dict):
+        return applied
+    kind = ("array" if isinstance(applied, list) else "string" if isinstance(applied, str)
+            else "bool" if isinstance(applied, bool) else "number")
+    raise bad_request(f"error decoding patch: json: cannot unmarshal {kind} into Go value of "
+                      "type map[string]interface {}")
 
 
 def _apply_upgrading_last_applied(request: _Request, live: dict, applied: dict,

@@ -14,10 +14,12 @@ Three patch formats change an object in place of a full update:
 Server-side apply (``application/apply-patch+yaml``) is not a patch of this kind: it goes
 through ``sampan.api.managedfields.apply``.
 
-Upstream answers a patch it cannot apply with one of three statuses, and so do we: 400 for a
-malformed patch, 422 for a JSON patch operation that does not apply (with a fixed message — the
-server does not say which operation failed), and 500 with the error text for what
-strategicpatch reports without a status (a list item without its merge key, for example).
+Upstream answers a patch it cannot apply with the statuses we use too: 400 for a malformed
+patch, 422 for a JSON patch operation that does not apply (with a fixed message — the server
+does not say which operation failed), 413 past 10000 JSON patch operations, 415 for a patch
+type the resource does not take (strategic merge on custom resources), and 500 with the error
+text for what strategicpatch reports without a status (a list item without its merge key, for
+example).
 """
 
 from __future__ import annotations
@@ -61,8 +63,8 @@ def check_patch_type(content_type: str, *, is_custom: bool) -> str:
     return patch_type
 
 
-def apply_patch(obj: dict, patch_type: str, body: bytes, node: Schema, schemas: Schemas, *,
-                is_custom: bool) -> dict:
+def apply_patch(obj: dict, patch_type: str, patch_body: bytes, node: Schema, schemas: Schemas,
+                *, is_custom: bool) -> dict:
     """Apply a JSON, merge or strategic merge patch body to ``obj`` (which is not modified).
 
     ``patch_type`` is the request's Content-Type; ``node`` is the root schema node of the
@@ -70,7 +72,7 @@ def apply_patch(obj: dict, patch_type: str, body: bytes, node: Schema, schemas: 
     patch_type = check_patch_type(patch_type, is_custom=is_custom)
     if patch_type in APPLY_PATCH_TYPES:
         raise ValueError("server-side apply goes through sampan.api.managedfields.apply")
-    patch = _parse_json_body(body)
+    patch = _parse_json_body(patch_body)
     if patch_type == JSON_PATCH:
         return json_patch(obj, patch)
     if patch_type == MERGE_PATCH:

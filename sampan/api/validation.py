@@ -1132,7 +1132,9 @@ def _vol_required(*fields: str) -> Callable[[dict, str, str], Errors]:
     return check
 
 
-# (field, path used in "more than 1 volume type", validator). Order is upstream's.
+# Each volume source and its rules, in upstream's order (which decides the source a
+# "more than 1 volume type" error blames). A rule gets the source, its path and the pod's name
+# (empty for a pod template).
 _VOLUME_SOURCES: tuple[tuple[str, Callable[[dict, str, str], Errors]], ...] = (
     ("hostPath", _vol_host_path), ("gitRepo", _vol_git_repo),
     ("gcePersistentDisk", _vol_required("pdName")),
@@ -1152,7 +1154,6 @@ _VOLUME_SOURCES: tuple[tuple[str, Callable[[dict, str, str], Errors]], ...] = (
     ("scaleIO", _vol_required("gateway", "system", "volumeName")), ("csi", _vol_csi),
     ("ephemeral", _vol_ephemeral), ("image", _vol_image),
 )
-_VOLUME_SOURCE_NAMES = frozenset(["emptyDir"] + [name for name, _ in _VOLUME_SOURCES])
 
 
 def _volume_source(volume: dict, path: str, opts: PodOptions) -> Errors:

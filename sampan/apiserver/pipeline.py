@@ -142,11 +142,11 @@ class Patcher:
 
 # Top-level fields each endpoint does not own: the main resource leaves status to the status
 # subresource and vice versa, as upstream's per-strategy "reset fields" say.
-def _ignored(resource: Resource, subresource: str) -> list[str]:
+def _ignored(resource: Resource, subresource: str) -> list:
     if "status" not in resource.subresources:
         return []
     if subresource == "status":
-        return ["spec", "metadata"] if resource.crd is None else ["spec"]
+        return ["spec", ("metadata", "labels")]
     return ["status"]
 
 
@@ -171,4 +171,4 @@ class Fields:
         return managedfields.apply(live, applied, manager=manager, force=force,
                                    node=self.schemata.root(resource), schemas=self.schemata.schemas,
                                    api_version=resource.api_version, subresource=subresource,
-                                   ignored=_ignored(resource, subresource))
+                                   kind=resource.kind, ignored=_ignored(resource, subresource))

@@ -90,18 +90,17 @@ def prepare_for_update(resource: Resource, obj: dict[str, Any], old: dict[str, A
 
 
 def prepare_for_status_update(obj: dict[str, Any], old: dict[str, Any]) -> dict[str, Any]:
-    """A status update changes status (and the metadata a status writer may touch) only."""
-    new = {k: copy.deepcopy(v) for k, v in old.items() if k != "status"}
+    """A status update changes status and metadata, never spec, and keeps the labels, as
+    upstream's status strategies reset them."""
+    new = {k: copy.deepcopy(v) for k, v in old.items() if k not in ("status", "metadata")}
     if "status" in obj:
         new["status"] = obj["status"]
-    meta = obj.get("metadata") or {}
-    for field in ("annotations", "labels", "ownerReferences", "finalizers"):
-        # Upstream keeps metadata changes made through status (except labels for workloads);
-        # take only what a status writer legitimately carries.
-        if field in ("annotations",) and field in meta:
-            new["metadata"][field] = meta[field]
-    if "managedFields" in meta:
-        new["metadata"]["managedFields"] = meta["managedFields"]
+    meta = dict(obj.get("metadata") or {})
+    if "labels" in old["metadata"]:
+        meta["labels"] = copy.deepcopy(old["metadata"]["labels"])
+    else:
+        meta.pop("labels", None)
+    new["metadata"] = meta
     return new
 
 

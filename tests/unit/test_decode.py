@@ -80,6 +80,7 @@ def test_content_type_parameters_are_ignored():
     (b"[1 2]", "invalid character '2' after array element"),
     (b'{"a":1}x', "invalid character 'x' after top-level value"),
     (b"abc", "invalid character 'a' looking for beginning of value"),
+    (b'{"a": NaN}', "invalid character 'N' looking for beginning of value"),
 ])
 def test_malformed_json_is_a_bad_request_worded_like_go(body, reason):
     with pytest.raises(StatusError) as err:

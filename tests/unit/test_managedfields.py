@@ -489,6 +489,14 @@ def test_apply_of_another_kind_is_a_bad_request() -> None:
         400, "invalid object type: apps/v1, Kind=ReplicaSet")
 
 
+def test_apply_patch_that_is_not_an_object_is_a_bad_request() -> None:
+    with pytest.raises(StatusError) as caught:
+        apply(None, ["not", "an", "object"], "kubectl")  # type: ignore[arg-type]
+    assert (caught.value.code, caught.value.message) == (
+        400, "error decoding patch: json: cannot unmarshal array into Go value of type "
+             "map[string]interface {}")
+
+
 def test_apply_with_managed_fields_is_a_bad_request() -> None:
     config = deployment()
     config["metadata"]["managedFields"] = []
