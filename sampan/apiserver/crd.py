@@ -74,7 +74,8 @@ class CRDController:
     async def _run(self, cache, watcher) -> None:
         while True:
             item = await watcher.queue.get()
-            if item is None:  # fell behind: resync everything
+            if item is None:  # fell behind or the cache was rebuilt: resync everything
+                cache = self.api.storage.cache(self.crd_resource)
                 watcher, initial = cache.watch_with_initial("", None, cache.prefix)
                 names = {e.name for e in initial}
                 for name in list(self.served):

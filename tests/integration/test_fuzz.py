@@ -43,11 +43,16 @@ NAMESPACE = "fuzz"
 # and deletes reach objects that exist instead of ending at 404.
 NAMES = ["fuzz-a", "fuzz-b"]
 SEED = 20261124
-MAX_EXAMPLES = 12
+MAX_EXAMPLES = 8
 
 # Need a node agent on the other end, or never end.
 EXCLUDED_PATHS = r"/(exec|attach|portforward|proxy|log)(/|$)|/watch/"
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+KUBERNETES_MEDIA_TYPES = {
+    "application/json", "application/yaml", "application/json-patch+json",
+    "application/merge-patch+json", "application/strategic-merge-patch+json",
+    "application/apply-patch+yaml",
+}
 
 
 def _config(server: Server) -> SchemathesisConfig:
@@ -66,7 +71,9 @@ def _config(server: Server) -> SchemathesisConfig:
         },
         "phases": {
             "examples": {"enabled": False},
-            "coverage": {"enabled": True},
+            # The coverage phase enumerates every boundary of every body field: over 10,000
+            # requests for one Deployment POST, far beyond the time budget.
+            "coverage": {"enabled": False},
             "fuzzing": {"enabled": True},
             "stateful": {"enabled": False},
         },
@@ -137,6 +144,11 @@ def error_is_a_status(ctx, response, case) -> None:
 @schema.parametrize()
 def test_the_api_survives_fuzzed_requests(case, http: requests.Session) -> None:
     method = case.method.upper()
+    if case.media_type is not None and case.media_type not in KUBERNETES_MEDIA_TYPES:
+        # The documents say "*/*" for request bodies (as upstream's do), and schemathesis then
+        # rotates through every media type it can serialize; all but JSON and YAML stop at
+        # 415 before the server looks at the body.
+        case.media_type = "application/json"
     collection = _collection_path(case)
     dry_run = False
     if method in WRITE_METHODS and "{namespace}" not in case.operation.path:
