@@ -21,7 +21,8 @@ import ipaddress
 from typing import Any, Callable, Iterator
 
 from sampan.api.registry import Resource
-from sampan.api.validation import round_up_milli
+from sampan.api.validation import (aggregate_container_requests, is_pod_level_resource,
+                                    round_up_milli)
 
 DEFAULT_TERMINATION_MESSAGE_PATH = "/dev/termination-log"
 DEFAULT_FILE_MODE = 0o644  # 420: secret, configMap, downwardAPI and projected volumes
@@ -220,6 +221,11 @@ def pod_spec_defaults(spec: dict) -> None:
     overhead = spec.get("overhead")
     if isinstance(overhead, dict):
         _resource_list(overhead)
+    pod_resources = spec.get("resources")
+    if isinstance(pod_resources, dict):
+        for field in ("limits", "requests"):
+            if isinstance(pod_resources.get(field), dict):
+                _resource_list(pod_resources[field])
 
 
 def _mirror_service_account(spec: dict) -> None:
@@ -250,6 +256,7 @@ def _pod(pod: dict) -> None:
                 requests = _dict(resources, "requests")
                 for name, value in limits.items():
                     requests.setdefault(name, value)
+    _pod_level_requests(spec)
     _default(spec, "enableServiceLinks", True)
     if spec.get("hostNetwork") is True:
         for key in ("containers", "initContainers"):
@@ -257,6 +264,22 @@ def _pod(pod: dict) -> None:
                 for port in _dicts(c, "ports"):
                     if not port.get("hostPort"):
                         port["hostPort"] = port.get("containerPort")
+
+
+def _pod_level_requests(spec: dict) -> None:
+    """``defaultPodRequests``: with pod-level limits set, each missing pod-level request of cpu,
+    memory or hugepages becomes what the containers request together, or else the limit."""
+    resources = spec.get("resources")
+    limits = resources.get("limits") if isinstance(resources, dict) else None
+    if not isinstance(limits, dict) or not limits:
+        return
+    requests = dict(resources.get("requests") or {})
+    aggregate = aggregate_container_requests(spec)
+    for name, value in [*((n, str(q)) for n, q in aggregate.items()), *limits.items()]:
+        if name not in requests and is_pod_level_resource(name):
+            requests[name] = value
+    if requests:
+        resources["requests"] = requests
 
 
 def _pod_template(obj: dict) -> None:

@@ -501,11 +501,50 @@ def _type_error(path: str, expected: str, value: Any) -> FieldError:
                       f'{path} in body must be of type {expected}: "{actual}"', actual)
 
 
+# Fields the OpenAPI ``required`` lists name (they lack ``omitempty``) but upstream accepts
+# absent: their zero value is valid, or the hand-written rules report them at another path.
+_ABSENCE_ALLOWED: dict[str, frozenset[str]] = {
+    "io.k8s.api.core.v1.Sysctl": frozenset({"value"}),
+    "io.k8s.api.core.v1.HTTPHeader": frozenset({"name", "value"}),  # name: at ".httpHeaders"
+    "io.k8s.api.core.v1.SleepAction": frozenset({"seconds"}),  # zero sleeps are allowed
+    "io.k8s.api.core.v1.ISCSIVolumeSource": frozenset({"lun"}),  # LUN 0 is valid
+    "io.k8s.api.core.v1.ISCSIPersistentVolumeSource": frozenset({"lun"}),
+    "io.k8s.api.core.v1.ScaleIOVolumeSource": frozenset({"secretRef"}),
+    "io.k8s.api.core.v1.ScaleIOPersistentVolumeSource": frozenset({"secretRef"}),
+    "io.k8s.api.core.v1.PreferredSchedulingTerm": frozenset({"preference"}),  # empty term
+    "io.k8s.api.core.v1.DownwardAPIVolumeFile": frozenset({"path"}),  # at ".downwardAPI.path"
+    "io.k8s.api.core.v1.ServiceAccountTokenProjection": frozenset({"path"}),  # ".projected.path"
+    "io.k8s.api.core.v1.Taint": frozenset({"key", "effect"}),  # at "metadata.taints[i]"
+    "io.k8s.api.core.v1.LimitRangeSpec": frozenset({"limits"}),
+    "io.k8s.api.core.v1.Event": frozenset({"involvedObject"}),
+    "io.k8s.api.batch.v1.PodFailurePolicy": frozenset({"rules"}),
+}
+
+_required_cache: dict[int, tuple[dict, tuple[str, ...]]] = {}
+
+
+def _enforced_required(node: dict, schemas: Schemas) -> tuple[str, ...]:
+    """The fields of ``node``'s ``required`` list whose absence upstream rejects: not booleans
+    (absent is ``false``, a valid value) nor the fields of ``_ABSENCE_ALLOWED``."""
+    cached = _required_cache.get(id(node))
+    if cached is not None and cached[0] is node:
+        return cached[1]
+    allowed: frozenset[str] = frozenset()
+    for name, fields in _ABSENCE_ALLOWED.items():
+        if schemas.definitions.get(name) is node:
+            allowed = fields
+    props = node.get("properties") or {}
+    fields = tuple(f for f in node.get("required", ())
+                   if f not in allowed and node_type(schemas.resolve(props.get(f))) != "boolean")
+    _required_cache[id(node)] = (node, fields)
+    return fields
+
+
 class _TypeChecker:
     """Walks a built-in object along its schema. Upstream decodes into Go structs, so a null is
     the zero value (allowed everywhere) and ``required`` is only advisory; the required fields
-    are still reported outside ``status`` since that is what upstream's hand-written rules
-    demand too (duplicates with the kind rules are dropped by ``validate``)."""
+    whose absence upstream's hand-written rules reject too are still reported outside
+    ``status`` (duplicates with the kind rules are dropped by ``validate``)."""
 
     def __init__(self, schemas: Schemas):
         self.schemas = schemas
@@ -537,8 +576,8 @@ class _TypeChecker:
             return
         props = node.get("properties")
         extra = node.get("additionalProperties")
-        if required and props:
-            for name in node.get("required", ()):
+        if required and props and "required" in node:
+            for name in _enforced_required(node, self.schemas):
                 if value.get(name) is None:
                     self.errors.append(E.required(_child(path, name)))
         for key, child in value.items():
@@ -1738,8 +1777,71 @@ def _container_common(c: dict, volumes: dict[str, dict], path: str, host_users: 
     elif pull not in _PULL_POLICIES:
         errs.append(E.not_supported(f"{path}.imagePullPolicy", pull, _PULL_POLICIES))
     errs += validate_resource_requirements(_m(c, "resources"), f"{path}.resources")
+    errs += _resize_policy(c, f"{path}.resizePolicy")
     return errs + _container_security_context(c.get("securityContext"), f"{path}.securityContext",
                                               host_users)
+
+
+_CONTAINER_RESTART_POLICIES = ["Always", "Never", "OnFailure"]
+_RESTART_RULE_ACTIONS = ["Restart", "RestartAllContainers"]
+_EXIT_CODE_OPERATORS = ["In", "NotIn"]
+
+
+def _container_restart(c: dict, path: str) -> Errors:
+    """A container's own ``restartPolicy`` and ``restartPolicyRules`` (ContainerRestartRules,
+    on by default since 1.35). Rules need the container's policy; each rule restarts on
+    the exit codes it lists."""
+    policy, rules = c.get("restartPolicy"), _l(c, "restartPolicyRules")
+    errs: Errors = []
+    if policy is None:
+        if rules:
+            errs.append(E.required(f"{path}.restartPolicy",
+                                   "must specify restartPolicy when restart rules are used"))
+    elif policy not in _CONTAINER_RESTART_POLICIES:
+        errs.append(E.not_supported(f"{path}.restartPolicy", policy, _CONTAINER_RESTART_POLICIES))
+    rules_path = f"{path}.restartPolicyRules"
+    if len(rules) > 20:
+        errs.append(E.too_many(rules_path, len(rules), 20))
+    for i, rule in _dicts(c, "restartPolicyRules"):
+        rp = f"{rules_path}[{i}]"
+        errs += _one_of(rule.get("action"), f"{rp}.action", _RESTART_RULE_ACTIONS)
+        exit_codes = rule.get("exitCodes")
+        if not isinstance(exit_codes, dict):
+            errs.append(E.required(f"{rp}.exitCodes", "must be specified"))
+            continue
+        errs += _one_of(exit_codes.get("operator"), f"{rp}.exitCodes.operator", _EXIT_CODE_OPERATORS)
+        values = _l(exit_codes, "values")
+        if len(values) > 255:
+            errs.append(E.too_many(f"{rp}.exitCodes.values", len(values), 255))
+    return errs
+
+
+def _one_of(value: Any, path: str, supported: list[str]) -> Errors:
+    """Upstream's enum switch: empty is Required, anything else unknown NotSupported."""
+    if not value:
+        return [E.required(path)]
+    return [] if value in supported else [E.not_supported(path, value, supported)]
+
+
+_RESIZE_RESOURCES = ["cpu", "memory"]
+_RESIZE_POLICIES = ["NotRequired", "RestartContainer"]
+
+
+def _resize_policy(c: dict, path: str) -> Errors:
+    """``validateResizePolicy``: one entry per resource, errors reported at the list itself."""
+    errs: Errors = []
+    seen: set[str] = set()
+    for i, entry in _dicts(c, "resizePolicy"):
+        resource, policy = _s(entry, "resourceName"), _s(entry, "restartPolicy")
+        if resource in seen:
+            errs.append(E.duplicate(f"{path}[{i}]", resource))
+        seen.add(resource)
+        for value, supported in ((resource, _RESIZE_RESOURCES), (policy, _RESIZE_POLICIES)):
+            if not value:
+                errs.append(E.required(path))
+            elif value not in supported:
+                errs.append(E.not_supported(path, value, supported))
+    return errs
 
 
 def _containers(spec: dict, volumes: dict[str, dict], path: str, host_users: bool) -> Errors:
@@ -1760,8 +1862,7 @@ def _containers(spec: dict, volumes: dict[str, dict], path: str, host_users: boo
         errs += _probe(c.get("livenessProbe"), grace, f"{cp}.livenessProbe", "liveness")
         errs += _probe(c.get("readinessProbe"), grace, f"{cp}.readinessProbe", "readiness")
         errs += _probe(c.get("startupProbe"), grace, f"{cp}.startupProbe", "startup")
-        if c.get("restartPolicy") is not None:
-            errs.append(E.forbidden(f"{cp}.restartPolicy", "may not be set for non-init containers"))
+        errs += _container_restart(c, cp)
     return errs + _host_port_conflicts(containers, path)
 
 
@@ -1773,8 +1874,7 @@ def _init_containers(spec: dict, volumes: dict[str, dict], path: str, host_users
         cp = f"{path}[{i}]"
         errs += _container_common(c, volumes, cp, host_users)
         restart = c.get("restartPolicy")
-        if restart is not None and restart != "Always":
-            errs.append(E.not_supported(f"{cp}.restartPolicy", restart, ["Always"]))
+        errs += _container_restart(c, cp)
         name = _s(c, "name")
         if name in names:
             errs.append(E.duplicate(f"{cp}.name", name))
@@ -2082,7 +2182,102 @@ def validate_pod_spec(spec: dict, path: str, opts: PodOptions = PodOptions()) ->
     overhead = spec.get("overhead")
     if isinstance(overhead, dict):
         errs += validate_resource_requirements({"limits": overhead}, f"{path}.overhead")
+    if isinstance(spec.get("resources"), dict):
+        errs += _pod_resources(spec, path)
     return errs + _pod_os(spec, path)
+
+
+_POD_LEVEL_RESOURCES = ["cpu", "memory"]
+
+
+def _pod_resources(spec: dict, path: str) -> Errors:
+    """Pod-level ``spec.resources`` (PodLevelResources): cpu, memory and hugepages only, no
+    claims, requests within limits, and consistent with what the containers ask for."""
+    res, rp = spec["resources"], f"{path}.resources"
+    errs: Errors = []
+    if _l(res, "claims"):
+        errs.append(E.forbidden(f"{rp}.claims", "claims cannot be set for Resources at pod-level"))
+    parsed: dict[str, dict[str, Quantity]] = {"limits": {}, "requests": {}}
+    for side in ("limits", "requests"):
+        for name, raw in _m(res, side).items():
+            kp = f"{rp}.{side}[{name}]"
+            if not is_pod_level_resource(name):
+                errs.append(E.not_supported(kp, name, _POD_LEVEL_RESOURCES))
+                continue
+            q, q_errs = resource_quantity(name, raw, kp)
+            errs += q_errs
+            if q is not None:
+                parsed[side][name] = q
+    limits, requests = parsed["limits"], parsed["requests"]
+    for name, q in requests.items():
+        limit = limits.get(name)
+        if limit is not None and q.value > limit.value:
+            errs.append(E.invalid(f"{rp}.requests[{name}]", str(q),
+                                  f"must be less than or equal to {name} limit of {limit}"))
+    for name, total in aggregate_container_requests(spec).items():
+        pod_request = requests.get(name)
+        if pod_request is not None and pod_request.value and total.value > pod_request.value:
+            errs.append(E.invalid(f"{rp}.requests[{name}]", str(pod_request),
+                                  f"must be greater than or equal to aggregate container requests "
+                                  f"of {total}"))
+    for i, c in _dicts(spec, "containers"):
+        for name, raw in _m(_m(c, "resources"), "limits").items():
+            limit = limits.get(name)
+            q = _quantity_or_none(raw)
+            if limit is not None and q is not None and q.value > limit.value:
+                errs.append(E.invalid(f"{path}.containers[{i}].resources.limits[{name}]", str(q),
+                                      f"must be less than or equal to pod limits of {limit}"))
+    return errs
+
+
+def is_pod_level_resource(name: str) -> bool:
+    return name in _POD_LEVEL_RESOURCES or _is_hugepages(name)
+
+
+def _quantity_or_none(raw: Any) -> Quantity | None:
+    try:
+        return parse_quantity(raw)
+    except QuantityError:
+        return None
+
+
+def aggregate_container_requests(spec: dict) -> dict[str, Quantity]:
+    """What the containers request together (component-helpers' ``PodRequests``): regular
+    containers and sidecars add up; each init container needs its own request plus the sidecars
+    started before it, and the pod needs the largest of those."""
+    def requests_of(c: dict) -> dict[str, Decimal]:
+        out = {}
+        for name, raw in _m(_m(c, "resources"), "requests").items():
+            q = _quantity_or_none(raw)
+            if q is not None:
+                out[name] = q.value
+        return out
+
+    def add(into: dict[str, Decimal], more: dict[str, Decimal]) -> None:
+        for name, value in more.items():
+            into[name] = into.get(name, Decimal(0)) + value
+
+    total: dict[str, Decimal] = {}
+    for _, c in _dicts(spec, "containers"):
+        add(total, requests_of(c))
+    sidecars: dict[str, Decimal] = {}
+    init_peak: dict[str, Decimal] = {}
+    for _, c in _dicts(spec, "initContainers"):
+        own = requests_of(c)
+        if c.get("restartPolicy") == "Always":
+            add(total, own)
+            add(sidecars, own)
+            need = dict(sidecars)
+        else:
+            need = dict(own)
+            add(need, sidecars)
+        for name, value in need.items():
+            init_peak[name] = max(init_peak.get(name, Decimal(0)), value)
+    for name, value in init_peak.items():
+        total[name] = max(total.get(name, Decimal(0)), value)
+    formats = {name: "BinarySI" if name == "memory" or _is_hugepages(name) else "DecimalSI"
+               for name in total}
+    return {name: Quantity(value, formats[name]) for name, value in total.items()}
 
 
 def _ephemeral_container_names(spec: dict, path: str) -> Errors:
@@ -2623,16 +2818,153 @@ def _job_spec(spec: dict, path: str) -> Errors:
     if spec.get("backoffLimitPerIndex") is not None and mode != "Indexed":
         errs.append(E.forbidden(f"{path}.backoffLimitPerIndex", "requires indexed completion mode"))
     replacement = spec.get("podReplacementPolicy")
-    if replacement is not None and replacement not in ("TerminatingOrFailed", "Failed"):
-        errs.append(E.not_supported(f"{path}.podReplacementPolicy", replacement,
-                                    ["TerminatingOrFailed", "Failed"]))
+    # with a podFailurePolicy, terminating pods must not be replaced early
+    allowed = ["Failed"] if spec.get("podFailurePolicy") is not None else ["Failed", "TerminatingOrFailed"]
+    if replacement is not None and replacement not in allowed:
+        errs.append(E.not_supported(f"{path}.podReplacementPolicy", replacement, allowed))
     template = _m(spec, "template")
     errs += validate_pod_template_spec(template, f"{path}.template")
     restart = _s(_m(template, "spec"), "restartPolicy")
     if restart not in ("OnFailure", "Never"):
         errs.append(E.not_supported(f"{path}.template.spec.restartPolicy", restart,
                                     ["OnFailure", "Never"]))
+    if isinstance(spec.get("podFailurePolicy"), dict):
+        errs += _pod_failure_policy(spec, f"{path}.podFailurePolicy")
+        if restart != "Never":
+            errs.append(E.invalid(f"{path}.template.spec.restartPolicy", restart,
+                                  'only "Never" is supported when podFailurePolicy is specified'))
+    if isinstance(spec.get("successPolicy"), dict):
+        errs += _success_policy(spec, f"{path}.successPolicy")
     return errs
+
+
+_PFP_ACTIONS = ["Count", "FailIndex", "FailJob", "Ignore"]
+_PFP_OPERATORS = ["In", "NotIn"]
+_PFP_STATUSES = ["False", "True", "Unknown"]
+
+
+def _pfp_enum(value: str, path: str, supported: list[str]) -> Errors:
+    """Upstream's PodFailurePolicy enums: empty is Required with the valid values listed."""
+    if not value:
+        return [E.required(path, "valid values: [" + " ".join(f'"{v}"' for v in supported) + "]")]
+    return [] if value in supported else [E.not_supported(path, value, supported)]
+
+
+def _pod_failure_policy(spec: dict, path: str) -> Errors:
+    """``validatePodFailurePolicy``: up to 20 rules, each with one kind of requirement."""
+    template_spec = _m(_m(spec, "template"), "spec")
+    containers = {_s(c, "name") for key in ("containers", "initContainers")
+                  for _, c in _dicts(template_spec, key)}
+    rules = _l(spec["podFailurePolicy"], "rules")
+    errs = [E.too_many(f"{path}.rules", len(rules), 20)] if len(rules) > 20 else []
+    for i, rule in _dicts(spec["podFailurePolicy"], "rules"):
+        rp = f"{path}.rules[{i}]"
+        action = _s(rule, "action")
+        if action == "FailIndex" and spec.get("backoffLimitPerIndex") is None:
+            errs.append(E.invalid(f"{rp}.action", action, "requires the backoffLimitPerIndex to be set"))
+        elif action != "FailIndex":
+            errs += _pfp_enum(action, f"{rp}.action", _PFP_ACTIONS)
+        on_exit, on_conditions = rule.get("onExitCodes"), _l(rule, "onPodConditions")
+        if isinstance(on_exit, dict):
+            errs += _pfp_exit_codes(on_exit, f"{rp}.onExitCodes", containers)
+        for j, pattern in _dicts(rule, "onPodConditions"):
+            pp = f"{rp}.onPodConditions[{j}]"
+            errs += _invalid_each(f"{pp}.type", _s(pattern, "type"), is_qualified_name(_s(pattern, "type")))
+            errs += _pfp_enum(_s(pattern, "status"), f"{pp}.status", _PFP_STATUSES)
+        if isinstance(on_exit, dict) and on_conditions:
+            errs.append(FieldError(E.INVALID, rp, "specifying both OnExitCodes and "
+                                                  "OnPodConditions is not supported"))
+        elif not isinstance(on_exit, dict) and not on_conditions:
+            errs.append(FieldError(E.INVALID, rp, "specifying one of OnExitCodes and "
+                                                  "OnPodConditions is required"))
+    return errs
+
+
+def _pfp_exit_codes(req: dict, path: str, containers: set[str]) -> Errors:
+    operator = _s(req, "operator")
+    errs = _pfp_enum(operator, f"{path}.operator", _PFP_OPERATORS)
+    name = req.get("containerName")
+    if isinstance(name, str) and name not in containers:
+        errs.append(E.invalid(f"{path}.containerName", name, "must be one of the container or "
+                                                             "initContainer names in the pod template"))
+    values = [v for v in _l(req, "values") if isinstance(v, int)]
+    if not values:
+        shown = GoValue("[]int32{}" if isinstance(req.get("values"), list) else "[]int32(nil)")
+        errs.append(E.invalid(f"{path}.values", shown, "at least one value is required"))
+    elif len(values) > 255:
+        errs.append(E.too_many(f"{path}.values", len(values), 255))
+    for j, value in enumerate(values):
+        vp = f"{path}.values[{j}]"
+        if operator == "In" and value == 0:
+            errs.append(E.invalid(vp, value, "must not be 0 for the In operator"))
+        if j and values[j - 1] == value:
+            errs.append(E.duplicate(vp, value))
+        if j and values[j - 1] > value:
+            errs.append(E.invalid(vp, value, "must be ordered"))
+    return errs
+
+
+def _success_policy(spec: dict, path: str) -> Errors:
+    """``validateSuccessPolicy``: Indexed Jobs only; each rule counts or lists indexes."""
+    policy = spec["successPolicy"]
+    errs: Errors = []
+    if not _l(policy, "rules"):
+        errs.append(E.required(f"{path}.rules", "at least one rules must be specified when the "
+                                                "successPolicy is specified"))
+    if spec.get("completionMode") != "Indexed":
+        errs.append(E.invalid(path, policy, "requires indexed completion mode"))
+    completions = _i(spec, "completions")
+    for i, rule in _dicts(policy, "rules"):
+        rp = f"{path}.rules[{i}]"
+        count, indexes = rule.get("succeededCount"), rule.get("succeededIndexes")
+        if count is None and indexes is None:
+            errs.append(E.required(rp, "at least one of succeededCount or succeededIndexes must be "
+                                       "specified"))
+        total = 0
+        if isinstance(indexes, str):
+            if len(indexes) > 64 * 1024:
+                errs.append(E.too_long_max_length(f"{rp}.succeededIndexes", 64 * 1024))
+            total, problem = _count_indexes(indexes, completions)
+            if problem:
+                errs.append(E.invalid(f"{rp}.succeededIndexes", indexes,
+                                      f"error parsing succeededIndexes: {problem}"))
+        if isinstance(count, int):
+            cp = f"{rp}.succeededCount"
+            if count < 0:
+                errs.append(E.invalid(cp, count, "must be greater than or equal to 0"))
+            if count > completions:
+                errs.append(E.invalid(cp, count, f"must be less than or equal to {completions} "
+                                                 "(the number of specified completions)"))
+            if isinstance(indexes, str) and count > total:
+                errs.append(E.invalid(cp, count, f"must be less than or equal to {total} (the number "
+                                                 "of indexes in the specified succeededIndexes field)"))
+    return errs
+
+
+def _count_indexes(indexes: str, completions: int) -> tuple[int, str]:
+    """``validateIndexesFormat``: how many indexes "1,3-5" names, or why it is malformed."""
+    if not indexes:
+        return 0, ""
+    last: int | None = None
+    total = 0
+    for interval in indexes.split(","):
+        limits = interval.split("-")
+        if len(limits) > 2:
+            return 0, (f"the fragment {_go_quote(interval)} violates the requirement that an index "
+                       "interval can have at most two parts separated by '-'")
+        bounds: list[int] = []
+        for limit in limits:
+            if not re.fullmatch(r"[+-]?[0-9]+", limit):
+                return 0, f"cannot convert string to integer for index: {_go_quote(limit)}"
+            value = int(limit)
+            if value >= completions:
+                return 0, f"too large index: {_go_quote(limit)}"
+            if last is not None and last >= value:
+                return 0, f"non-increasing order, previous: {last}, current: {value}"
+            last = value
+            bounds.append(value)
+        total += 1 if len(bounds) == 1 else bounds[1] - bounds[0] + 1
+    return total, ""
 
 
 def _generated_selector(job: dict) -> Errors:
@@ -4270,7 +4602,8 @@ def _event_namespace_rule(obj: dict, regarding: str) -> Errors:
     return errs + _invalid_each("namespace", namespace, is_dns1123_subdomain(namespace))
 
 
-def _event_reporting(obj: dict, controller_field: str, message_field: str) -> Errors:
+def _event_reporting(obj: dict, controller_field: str) -> Errors:
+    """Upstream validates the internal Event, so the note's path is its internal ``message``."""
     errs: Errors = []
     controller = _s(obj, controller_field)
     if not controller:
@@ -4281,8 +4614,9 @@ def _event_reporting(obj: dict, controller_field: str, message_field: str) -> Er
             errs.append(E.required(field))
         if len(_s(obj, field)) > limit:
             errs.append(E.invalid(field, "", f"can have at most {limit} characters"))
-    if len(_s(obj, message_field)) > 1024:
-        errs.append(E.invalid(message_field, "", "can have at most 1024 characters"))
+    message = _s(obj, "message") or _s(obj, "note")
+    if len(message) > 1024:
+        errs.append(E.invalid("message", "", "can have at most 1024 characters"))
     return errs
 
 
@@ -4290,22 +4624,51 @@ def validate_core_event(obj: dict, old: dict | None) -> Errors:
     """core/v1 Events only get upstream's "legacy" checks — not even the name is validated."""
     errs = _event_namespace_rule(obj, "involvedObject")
     if obj.get("eventTime") is not None:
-        errs += _event_reporting(obj, "reportingComponent", "message")
+        errs += _event_reporting(obj, "reportingComponent")
     return errs
 
 
+def _event_series(series: Any) -> Errors:
+    if not isinstance(series, dict):
+        return []
+    errs = [] if _i(series, "count") >= 2 else [E.invalid("series.count", "", "should be at least 2")]
+    if not series.get("lastObservedTime"):
+        errs.append(E.required("series.lastObservedTime"))
+    return errs
+
+
+# events.k8s.io fields and the internal names upstream's paths use for them
+_EVENT_DEPRECATED = (("deprecatedFirstTimestamp", "firstTimestamp"),
+                     ("deprecatedLastTimestamp", "lastTimestamp"),
+                     ("deprecatedCount", "count"), ("deprecatedSource", "source"))
+_EVENT_IMMUTABLE = (("regarding", "involvedObject"), ("reason", "reason"), ("note", "message"),
+                    *_EVENT_DEPRECATED, ("type", "type"), ("eventTime", "eventTime"),
+                    ("action", "action"), ("related", "related"),
+                    ("reportingController", "reportingController"),
+                    ("reportingInstance", "reportingInstance"))
+
+
 def validate_events_event(obj: dict, old: dict | None) -> Errors:
+    """``ValidateEventCreate``/``ValidateEventUpdate`` for events.k8s.io/v1: the legacy checks
+    plus the strict ones of the new API."""
     errs = _event_namespace_rule(obj, "regarding")
+    if obj.get("eventTime") is not None:
+        errs += _event_reporting(obj, "reportingController")
+    if old is not None:
+        if _semantic(obj.get("series")) != _semantic(old.get("series")):
+            errs += _event_series(obj.get("series"))
+        for field, path in _EVENT_IMMUTABLE:
+            errs += immutable(obj.get(field), old.get(field), path)
+        return errs
+    errs += _event_series(obj.get("series"))
     if obj.get("eventTime") is None:
         errs.append(E.required("eventTime"))
-    else:
-        errs += _event_reporting(obj, "reportingController", "note")
     kind = _s(obj, "type")
     if kind not in ("Normal", "Warning"):
         errs.append(E.invalid("type", "", f"has invalid value: {kind}"))
-    for field in ("deprecatedFirstTimestamp", "deprecatedLastTimestamp"):
-        if obj.get(field) is not None:
-            errs.append(E.invalid(field, "", "needs to be unset"))
+    for field, path in _EVENT_DEPRECATED:
+        if _semantic(obj.get(field)) is not None:
+            errs.append(E.invalid(path, "", "needs to be unset"))
     return errs
 
 
@@ -4932,16 +5295,21 @@ def _meta_errors(obj: dict, old: dict | None, resource: Resource, kind: KindRule
 
 
 def _unreported(schema_errs: Errors, errs: Errors) -> Errors:
-    """Missing required fields the kind's own rules did not already report, at that field or
-    below it (a missing ``spec`` shows up as ``spec.selector: Required value``). List indices
-    are ignored: upstream reports some list items' fields without them
+    """Missing required fields the kind's own rules did not already report, at that field,
+    below it (a missing ``spec`` shows up as ``spec.selector: Required value``) or at the
+    object holding it (``spec.schedulingGates[0]: Invalid value: ""``). List indices are
+    ignored: upstream reports some list items' fields without them
     (``metadata.ownerReferences.uid``)."""
-    reported = [_INDEX.sub("", e.field) for e in errs]
+    if not schema_errs:
+        return schema_errs
+    reported = {_INDEX.sub("", e.field) for e in errs}
     unreported = []
     for e in schema_errs:
         field = _INDEX.sub("", e.field)
-        if not any(f == field or f.startswith(field + ".") for f in reported):
-            unreported.append(e)
+        holder = field.rpartition(".")[0]
+        if holder in reported or any(f == field or f.startswith(field + ".") for f in reported):
+            continue
+        unreported.append(e)
     return unreported
 
 

@@ -38,8 +38,8 @@ class Config:
     tls_server_name: str | None = None
     namespace: str = "default"
     user_agent: str = "sampan"
-    _file_token: str | None = field(default=None, repr=False)
-    _file_token_read_at: float = field(default=0.0, repr=False)
+    _file_token: str | None = field(default=None, repr=False, init=False)
+    _file_token_read_at: float = field(default=0.0, repr=False, init=False)
 
     def bearer_token(self) -> str | None:
         """The token to send: a fixed one, or the token file's content re-read every minute."""

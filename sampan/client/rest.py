@@ -136,6 +136,7 @@ class Client:
 
     @classmethod
     def from_kubeconfig(cls, path: str | None = None, **kwargs: Any) -> Client:
+        """A client for ``path``; without one, in-cluster config or the default kubeconfig."""
         return cls(load_config(path), **kwargs)
 
     async def __aenter__(self) -> Client:

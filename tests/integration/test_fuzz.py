@@ -114,7 +114,10 @@ def _session(server: Server) -> requests.Session:
 
 
 @pytest.fixture(params=GROUP_VERSIONS)
-def api_schema(request, server: Server, fuzz_namespace: str):
+def api_schema(request, server: Server):
+    if "fuzz" not in (request.config.option.markexpr or ""):
+        pytest.skip("fuzzing takes minutes; select it with -m fuzz")
+    request.getfixturevalue("fuzz_namespace")
     # schemathesis 4.32 renames the running item through ``Node._nodeid``, which pytest 9.2
     # replaced with ``_id``; give it the attribute to read (and to write, harmlessly).
     request.node._nodeid = request.node.nodeid
@@ -156,6 +159,10 @@ def test_the_api_survives_fuzzed_requests(case, http: requests.Session) -> None:
         case.query = {**(case.query or {}), "dryRun": "All"}
         dry_run = True
     before = _snapshot(http, case, collection) if method in WRITE_METHODS and collection else None
+    import os, time as _t
+    if os.environ.get("FUZZ_TRACE"):
+        with open(os.environ["FUZZ_TRACE"], "a") as f:
+            f.write(f"{_t.time():.3f} {method} {case.formatted_path} {case.query} {case.media_type}\n")
     response = case.call(session=http)
     case.validate_response(response, checks=[not_a_server_error, error_is_a_status])
     if before is not None and (response.status_code >= 400 or dry_run):

@@ -95,6 +95,20 @@ def test_requests_default_to_limits_and_quantities_are_canonical():
     assert pod["spec"]["initContainers"][0]["resources"]["requests"] == {"cpu": "2"}
 
 
+def test_pod_level_requests_follow_the_containers_then_the_limits():
+    pod = defaulted("", "v1", "Pod", {"spec": {
+        "resources": {"limits": {"cpu": "2", "memory": "1Gi"}},
+        "containers": [{"name": "a", "image": "x", "resources": {"requests": {"cpu": "300m"}}},
+                       {"name": "b", "image": "x", "resources": {"requests": {"cpu": "200m"}}}],
+        "initContainers": [{"name": "i", "image": "x", "resources": {"requests": {"cpu": "1"}}}]}})
+    # the init container's 1 CPU outweighs the 500m the app containers add up to
+    assert pod["spec"]["resources"]["requests"] == {"cpu": "1", "memory": "1Gi"}
+    template = defaulted("", "v1", "PodTemplate", {"template": {"spec": {
+        "resources": {"limits": {"cpu": "2"}},
+        "containers": [{"name": "a", "image": "x"}]}}})
+    assert "requests" not in template["template"]["spec"]["resources"]  # pods only
+
+
 def test_volume_sources():
     volumes = [
         {"name": "scratch"},

@@ -354,10 +354,47 @@ CASES: list[tuple[str, str, Mutation, str]] = [
      "spec.initContainers[0].readinessProbe: Forbidden: may not be set for init containers "
      "without restartPolicy=Always"),
     ("init container restart policy", "Pod", put("spec.initContainers", [
-        container("init", restartPolicy="OnFailure")]),
-     'spec.initContainers[0].restartPolicy: Unsupported value: "OnFailure": supported values: "Always"'),
-    ("regular container restart policy", "Pod", put(f"{C0}.restartPolicy", "Always"),
-     "spec.containers[0].restartPolicy: Forbidden: may not be set for non-init containers"),
+        container("init", restartPolicy="Sometimes")]),
+     'spec.initContainers[0].restartPolicy: Unsupported value: "Sometimes": supported values: '
+     '"Always", "Never", "OnFailure"'),
+    ("container restart rules need a policy", "Pod",
+     put(f"{C0}.restartPolicyRules", [{"action": "Restart",
+                                       "exitCodes": {"operator": "In", "values": [42]}}]),
+     "spec.containers[0].restartPolicy: Required value: must specify restartPolicy when restart "
+     "rules are used"),
+    ("container restart rule action", "Pod", both(
+        put(f"{C0}.restartPolicy", "Never"),
+        put(f"{C0}.restartPolicyRules", [{"action": "Reboot",
+                                          "exitCodes": {"operator": "In", "values": [42]}}])),
+     'spec.containers[0].restartPolicyRules[0].action: Unsupported value: "Reboot": supported '
+     'values: "Restart", "RestartAllContainers"'),
+    ("container restart rule exit codes", "Pod", both(
+        put(f"{C0}.restartPolicy", "Never"), put(f"{C0}.restartPolicyRules", [{"action": "Restart"}])),
+     "spec.containers[0].restartPolicyRules[0].exitCodes: Required value: must be specified"),
+    ("pod-level resource names", "Pod", put("spec.resources", {"limits": {"example.com/gpu": "1"}}),
+     'spec.resources.limits[example.com/gpu]: Unsupported value: "example.com/gpu": supported '
+     'values: "cpu", "memory"'),
+    ("pod-level requests within limits", "Pod",
+     put("spec.resources", {"requests": {"cpu": "2"}, "limits": {"cpu": "1"}}),
+     'spec.resources.requests[cpu]: Invalid value: "2": must be less than or equal to cpu limit of 1'),
+    ("pod-level requests cover containers", "Pod", both(
+        put(f"{C0}.resources", {"requests": {"memory": "2Gi"}}),
+        put("spec.resources", {"requests": {"memory": "1Gi"}})),
+     'spec.resources.requests[memory]: Invalid value: "1Gi": must be greater than or equal to '
+     "aggregate container requests of 2Gi"),
+    ("container limits within pod limits", "Pod", both(
+        put(f"{C0}.resources", {"limits": {"cpu": "2"}}), put("spec.resources", {"limits": {"cpu": "1"}})),
+     'spec.containers[0].resources.limits[cpu]: Invalid value: "2": must be less than or equal to '
+     "pod limits of 1"),
+    ("resize policy resource", "Pod",
+     put(f"{C0}.resizePolicy", [{"resourceName": "gpu", "restartPolicy": "NotRequired"}]),
+     'spec.containers[0].resizePolicy: Unsupported value: "gpu": supported values: "cpu", "memory"'),
+    ("resize policy duplicate", "Pod", put(f"{C0}.resizePolicy", [
+        {"resourceName": "cpu", "restartPolicy": "NotRequired"},
+        {"resourceName": "cpu", "restartPolicy": "RestartContainer"}]),
+     'spec.containers[0].resizePolicy[1]: Duplicate value: "cpu"'),
+    ("resize policy required", "Pod", put(f"{C0}.resizePolicy", [{"resourceName": "cpu"}]),
+     "spec.containers[0].resizePolicy: Required value"),
     ("container port required", "Pod", put(f"{C0}.ports", [{"containerPort": 0}]),
      "spec.containers[0].ports[0].containerPort: Required value"),
     ("container port range", "Pod", put(f"{C0}.ports", [{"containerPort": 70000}]),
@@ -648,6 +685,73 @@ CASES: list[tuple[str, str, Mutation, str]] = [
      "spec.selector: Invalid value: &LabelSelector{MatchLabels:map[string]string{job-name: other,},"
      "MatchExpressions:[]LabelSelectorRequirement{},}: `selector` not auto-generated"),
     ("job selector required", "Job", drop("spec.selector"), "spec.selector: Required value"),
+    ("pod failure policy needs Never", "Job", both(
+        put("spec.template.spec.restartPolicy", "OnFailure"),
+        put("spec.podFailurePolicy", {"rules": [{"action": "Ignore", "onPodConditions": [
+            {"type": "DisruptionTarget", "status": "True"}]}]})),
+     'spec.template.spec.restartPolicy: Invalid value: "OnFailure": only "Never" is supported '
+     "when podFailurePolicy is specified"),
+    ("pod failure policy action", "Job", put("spec.podFailurePolicy", {"rules": [
+        {"onExitCodes": {"operator": "In", "values": [1]}}]}),
+     'spec.podFailurePolicy.rules[0].action: Required value: valid values: ["Count" "FailIndex" '
+     '"FailJob" "Ignore"]'),
+    ("pod failure policy requirement", "Job", put("spec.podFailurePolicy", {"rules": [
+        {"action": "FailJob"}]}),
+     "spec.podFailurePolicy.rules[0]: Invalid value: specifying one of OnExitCodes and "
+     "OnPodConditions is required"),
+    ("pod failure policy exit codes", "Job", put("spec.podFailurePolicy", {"rules": [
+        {"action": "FailJob", "onExitCodes": {"operator": "In"}}]}),
+     "spec.podFailurePolicy.rules[0].onExitCodes.values: Invalid value: []int32(nil): at least "
+     "one value is required"),
+    ("pod failure policy exit code order", "Job", put("spec.podFailurePolicy", {"rules": [
+        {"action": "FailJob", "onExitCodes": {"operator": "NotIn", "values": [3, 2]}}]}),
+     "spec.podFailurePolicy.rules[0].onExitCodes.values[1]: Invalid value: 2: must be ordered"),
+    ("pod failure policy zero exit code", "Job", put("spec.podFailurePolicy", {"rules": [
+        {"action": "Count", "onExitCodes": {"operator": "In", "values": [0]}}]}),
+     "spec.podFailurePolicy.rules[0].onExitCodes.values[0]: Invalid value: 0: must not be 0 for "
+     "the In operator"),
+    ("pod failure policy container", "Job", put("spec.podFailurePolicy", {"rules": [
+        {"action": "FailJob", "onExitCodes": {"containerName": "nope", "operator": "In",
+                                              "values": [1]}}]}),
+     'spec.podFailurePolicy.rules[0].onExitCodes.containerName: Invalid value: "nope": must be '
+     "one of the container or initContainer names in the pod template"),
+    ("pod failure policy condition status", "Job", put("spec.podFailurePolicy", {"rules": [
+        {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "Maybe"}]}]}),
+     'spec.podFailurePolicy.rules[0].onPodConditions[0].status: Unsupported value: "Maybe": '
+     'supported values: "False", "True", "Unknown"'),
+    ("fail index needs per-index limit", "Job", put("spec.podFailurePolicy", {"rules": [
+        {"action": "FailIndex", "onExitCodes": {"operator": "In", "values": [1]}}]}),
+     'spec.podFailurePolicy.rules[0].action: Invalid value: "FailIndex": requires the '
+     "backoffLimitPerIndex to be set"),
+    ("replacement policy with failure policy", "Job", both(
+        put("spec.podReplacementPolicy", "TerminatingOrFailed"),
+        put("spec.podFailurePolicy", {"rules": [{"action": "Ignore", "onPodConditions": [
+            {"type": "DisruptionTarget", "status": "True"}]}]})),
+     'spec.podReplacementPolicy: Unsupported value: "TerminatingOrFailed": supported values: '
+     '"Failed"'),
+    ("success policy rules", "Job", both(put("spec.completionMode", "Indexed"),
+                                          put("spec.completions", 3), put("spec.successPolicy", {})),
+     "spec.successPolicy.rules: Required value: at least one rules must be specified when the "
+     "successPolicy is specified"),
+    ("success policy indexed", "Job", put("spec.successPolicy", {"rules": [{"succeededCount": 1}]}),
+     "spec.successPolicy: Invalid value: "),
+    ("success policy rule", "Job", both(put("spec.completionMode", "Indexed"),
+                                         put("spec.completions", 3),
+                                         put("spec.successPolicy", {"rules": [{}]})),
+     "spec.successPolicy.rules[0]: Required value: at least one of succeededCount or "
+     "succeededIndexes must be specified"),
+    ("success policy indexes", "Job", both(put("spec.completionMode", "Indexed"),
+                                            put("spec.completions", 3),
+                                            put("spec.successPolicy", {"rules": [
+                                                {"succeededIndexes": "0-1,5"}]})),
+     'spec.successPolicy.rules[0].succeededIndexes: Invalid value: "0-1,5": error parsing '
+     'succeededIndexes: too large index: "5"'),
+    ("success policy count", "Job", both(put("spec.completionMode", "Indexed"),
+                                          put("spec.completions", 3),
+                                          put("spec.successPolicy", {"rules": [
+                                              {"succeededIndexes": "0-1", "succeededCount": 3}]})),
+     "spec.successPolicy.rules[0].succeededCount: Invalid value: 3: must be less than or equal to "
+     "2 (the number of indexes in the specified succeededIndexes field)"),
     ("cron schedule", "CronJob", put("spec.schedule", "61 * * * *"),
      'spec.schedule: Invalid value: "61 * * * *": end of range (61) above maximum (59): 61'),
     ("cron schedule fields", "CronJob", put("spec.schedule", "* * *"),
@@ -816,6 +920,12 @@ CASES: list[tuple[str, str, Mutation, str]] = [
      'type: Invalid value: "": has invalid value: Info'),
     ("events reporting controller", "events.Event", drop("reportingController"),
      "reportingController: Required value"),
+    ("events series", "events.Event", put("series", {"count": 1}),
+     'series.count: Invalid value: "": should be at least 2'),
+    ("events deprecated fields", "events.Event", put("deprecatedCount", 3),
+     'count: Invalid value: "": needs to be unset'),
+    ("events note length", "events.Event", put("note", "x" * 1025),
+     'message: Invalid value: "": can have at most 1024 characters'),
     # networking, discovery, coordination
     ("ingress path type", "Ingress", drop("spec.rules.0.http.paths.0.pathType"),
      "spec.rules[0].http.paths[0].pathType: Required value: pathType must be specified"),
@@ -1020,6 +1130,10 @@ UPDATES: list[tuple[str, str, Mutation, str]] = [
      'spec.group: Invalid value: "zoo.example.org": field is immutable'),
     ("node pod cidr", "Node", put("spec.podCIDRs", ["10.244.2.0/24"]),
      'spec.podCIDRs: Forbidden: node updates may not change podCIDR except from "" to valid'),
+    ("events reason", "events.Event", put("reason", "Killed"),
+     'reason: Invalid value: "Killed": field is immutable'),
+    ("events regarding", "events.Event", put("regarding.name", "other"),
+     "involvedObject: Invalid value: "),
 ]
 
 _PRIOR_STATE: dict[str, Mutation] = {
@@ -1107,6 +1221,39 @@ def test_missing_required_field_with_no_hand_written_rule():
     hpa = base("HorizontalPodAutoscaler")
     del hpa["spec"]["scaleTargetRef"]
     assert "spec.scaleTargetRef.kind: Required value" in messages(hpa, "HorizontalPodAutoscaler")
+
+
+@pytest.mark.parametrize("key, mutate", [
+    ("Pod", put(f"{C0}.lifecycle", {"preStop": {"sleep": {}}})),
+    ("Pod", put(f"{C0}.readinessProbe", {"httpGet": {"port": 80, "httpHeaders": [{"name": "X-A"}]}})),
+    ("Pod", put("spec.securityContext", {"sysctls": [{"name": "kernel.shm_rmid_forced"}]})),
+    ("Pod", put("spec.volumes", [{"name": "v", "iscsi": {
+        "targetPortal": "10.0.0.1:3260", "iqn": "iqn.2001-04.com.example:storage"}}])),
+    ("Pod", put("spec.affinity", {"nodeAffinity": {
+        "preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 1}]}})),
+    ("Pod", both(put(f"{C0}.restartPolicy", "Never"), put(f"{C0}.restartPolicyRules", [
+        {"action": "Restart", "exitCodes": {"operator": "In", "values": [42]}}]))),
+    ("Pod", put("spec.initContainers", [container("init", restartPolicy="Never")])),
+    ("LimitRange", put("spec", {})),
+    ("Event", drop("involvedObject")),
+    ("Job", put("spec.podFailurePolicy", {})),
+    ("CustomResourceDefinition", drop("spec.versions.0.served")),
+], ids=["zero sleep", "header without value", "sysctl without value", "iscsi lun 0",
+        "preferred term without preference", "container restart rules", "init restart policy",
+        "no limits", "event without object", "no failure rules", "unserved version"])
+def test_schema_required_fields_upstream_accepts_absent(key, mutate):
+    """Upstream decodes into Go structs: a field the OpenAPI lists as required (it has no
+    omitempty) may still be absent when its zero value is valid."""
+    obj = base(key)
+    mutate(obj)
+    assert messages(obj, key) == []
+
+
+def test_required_field_reported_by_its_holder_is_not_repeated():
+    pod = base("Pod")
+    pod["spec"]["schedulingGates"] = [{}]
+    found = messages(pod, "Pod")
+    assert found and all(m.startswith("spec.schedulingGates[0]: Invalid value") for m in found)
 
 
 # --- types: upstream's decoder refuses these outright ------------------------------------------
