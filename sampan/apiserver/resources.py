@@ -207,7 +207,7 @@ class ResourceHandlers:
     async def list(self, request: web.Request, info: RequestInfo, resource: Resource,
                    rep: Representation) -> web.Response:
         q = request.query
-        limit = _int_param(q, "limit", 0)
+        limit = max(_int_param(q, "limit", 0), 0)  # upstream pages only for a positive limit
         match = q.get("resourceVersionMatch", "")
         rv = q.get("resourceVersion", "")
         if match and match not in ("NotOlderThan", "Exact"):
@@ -784,10 +784,24 @@ def _int_param(q, name: str, default: int) -> int:
         raise errors.bad_request(f'invalid value for {name}: "{value}"') from None
 
 
+def _warning_text(text: str) -> str:
+    """A warning as an RFC 7234 quoted string: quotes and backslashes escaped, control
+    characters (which a field name sent by a client may hold) written as \\xNN."""
+    out = []
+    for ch in text:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\x{ord(ch):02x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
 def _warning_headers(ctx: Context | None) -> dict[str, str] | None:
     if ctx is None or not ctx.warnings:
         return None
-    return {"Warning": ", ".join('299 - "' + w.replace('"', '\\"') + '"' for w in ctx.warnings[:50])}
+    return {"Warning": ", ".join(f'299 - "{_warning_text(w)}"' for w in ctx.warnings[:50])}
 
 
 async def read_body(request: web.Request) -> bytes:
