@@ -57,10 +57,10 @@ class Server:
 
     def start_controllers(self) -> subprocess.Popen:
         """``sampan controller-manager`` against this server (as a real cluster runs it)."""
-        log = open(self.data_dir / "controller-manager.log", "ab")
-        self.controllers = subprocess.Popen(
-            [SAMPAN, "controller-manager", "--kubeconfig", self.kubeconfig],
-            stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+        with open(self.data_dir / "controller-manager.log", "ab") as log:
+            self.controllers = subprocess.Popen(
+                [SAMPAN, "controller-manager", "--kubeconfig", self.kubeconfig],
+                stdout=log, stderr=log, stdin=subprocess.DEVNULL)
         return self.controllers
 
     def logs(self) -> str:
@@ -83,11 +83,11 @@ def start_server(data_dir: Path, *, port: int | None = None, extra: list[str] = 
     data_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     log_path = data_dir / "server.log"
-    log = open(log_path, "ab")
     cmd = [SAMPAN, "server", "--data-dir", str(data_dir), "--port", str(port),
            "--bind-address", "127.0.0.1", *extra]
-    process = subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                                   env={**os.environ, "PYTHONUNBUFFERED": "1"})
     server = Server(data_dir, port, process, log_path)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

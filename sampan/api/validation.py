@@ -540,6 +540,11 @@ def _enforced_required(node: dict, schemas: Schemas) -> tuple[str, ...]:
     return fields
 
 
+# Schema node (by identity) -> (node, resolved node, type): the walk's hot lookup, cached. The
+# node is kept in the entry so that its id cannot be reused while it is cached.
+_node_info: dict[int, tuple[dict, dict, str | None]] = {}
+
+
 class _TypeChecker:
     """Walks a built-in object along its schema. Upstream decodes into Go structs, so a null is
     the zero value (allowed everywhere) and ``required`` is only advisory; the required fields
@@ -551,10 +556,13 @@ class _TypeChecker:
         self.errors: Errors = []
 
     def check(self, value: Any, node: dict | None, path: str, required: bool) -> None:
-        if value is None:
+        if value is None or node is None:
             return
-        n = self.schemas.resolve(node)
-        t = node_type(n)
+        info = _node_info.get(id(node))
+        if info is None or info[0] is not node:
+            resolved = self.schemas.resolve(node)
+            info = _node_info[id(node)] = (node, resolved, node_type(resolved))
+        _, n, t = info
         if t is None:
             return
         if t == "object":

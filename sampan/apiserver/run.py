@@ -52,6 +52,9 @@ class APIServerProcess:
         log.info("API server listening", extra={"url": self.url})
 
     async def stop(self) -> None:
+        # End open watches first: the listener's shutdown waits for in-flight requests.
+        self.api.ready = False
+        await self.api.mux.close()
         if self._runner is not None:
             await self._runner.cleanup()
         await self.api.close()

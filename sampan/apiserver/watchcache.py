@@ -249,6 +249,7 @@ class Mux:
                 await self._task
             except asyncio.CancelledError:
                 pass
+            self._task = None
         for cache in self.caches.values():
             cache.close()
         for _, fut in self._waiters:
