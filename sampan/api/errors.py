@@ -202,9 +202,9 @@ def too_large(message: str = "Request entity too large: limit is 3145728") -> St
 
 def unsupported_media_type(content_type: str) -> StatusError:
     return StatusError(415, "UnsupportedMediaType",
-                       f"the body of the request was in an unknown format - accepted media types "
-                       f"include: application/json-patch+json, application/merge-patch+json, "
-                       f"application/apply-patch+yaml, application/strategic-merge-patch+json")
+                       "the body of the request was in an unknown format - accepted media types "
+                       "include: application/json-patch+json, application/merge-patch+json, "
+                       "application/apply-patch+yaml, application/strategic-merge-patch+json")
 
 
 def unsupported_body(content_type: str) -> StatusError:

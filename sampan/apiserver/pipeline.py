@@ -7,8 +7,7 @@ CRD version's ``openAPIV3Schema`` for custom resources) and calls the logic in `
 
 from __future__ import annotations
 
-import copy
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 

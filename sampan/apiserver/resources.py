@@ -18,7 +18,7 @@ from aiohttp import web
 
 from sampan.api import errors
 from sampan.api.errors import StatusError
-from sampan.api.registry import Resource, split_api_version
+from sampan.api.registry import Resource
 from sampan.apiserver import conversion, strategy
 from sampan.api import protobuf
 from sampan.apiserver.negotiation import METADATA, PROTOBUF, TABLE, YAML, Representation, negotiate

@@ -9,11 +9,9 @@ not pin a version — a conflict is never overwritten blindly.
 from __future__ import annotations
 
 import base64
-import copy
 import datetime
 import logging
 import secrets
-import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -21,7 +19,6 @@ import orjson
 
 from sampan.api import errors
 from sampan.api.registry import Resource
-from sampan.apiserver import strategy
 from sampan.apiserver.auth import UserInfo
 from sampan.apiserver.watchcache import Entry, Mux, ResourceCache, decode_entry
 from sampan.store.base import (
@@ -106,8 +103,6 @@ class ObjectStorage:
     def __init__(self, store: Store, mux: Mux):
         self.store = store
         self.mux = mux
-        # Called with (resource, new, old) after the object is validated, before it is stored.
-        self.validate_hook: Callable[[Resource, dict, dict | None, Context], None] | None = None
 
     def cache(self, resource: Resource) -> ResourceCache:
         return self.mux.cache(resource.storage_prefix)
@@ -210,7 +205,7 @@ class ObjectStorage:
         try:
             return await awaitable
         except CompactedError as e:
-            raise errors.gone(f"The resourceVersion for the provided list is too old.") from e
+            raise errors.gone("The resourceVersion for the provided list is too old.") from e
         except FutureRevisionError as e:
             raise errors.timeout(f"Too large resource version: {e.requested}, current: "
                                  f"{e.current}") from e
@@ -310,10 +305,3 @@ def parse_resource_version(value: str) -> int:
     except ValueError:
         raise errors.bad_request(f'invalid resource version "{value}"') from None
 
-
-def new_uid() -> str:
-    return str(uuid.uuid4())
-
-
-def deep_copy(obj: dict[str, Any]) -> dict[str, Any]:
-    return orjson.loads(orjson.dumps(obj)) if obj else copy.deepcopy(obj)

@@ -11,7 +11,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -38,11 +37,11 @@ from sampan.apiserver.ipalloc import ClusterIPAllocator
 from sampan.apiserver.pipeline import Codec, Defaulter, Fields, Patcher, Schemata, Validator
 from sampan.apiserver.requestinfo import RequestInfo, parse
 from sampan.apiserver.resources import ResourceHandlers, json_response, status_response
-from sampan.apiserver.rest import Context, ObjectStorage, now_rfc3339
+from sampan.apiserver.rest import Context, ObjectStorage
 from sampan.apiserver.reviews import Reviews
 from sampan.apiserver.subresources import Subresources
 from sampan.apiserver.watchcache import Mux
-from sampan.store.base import KeyExistsError, Store
+from sampan.store.base import Store
 
 log = logging.getLogger(__name__)
 

@@ -165,6 +165,9 @@ def test_the_api_survives_fuzzed_requests(case, http: requests.Session) -> None:
         with open(os.environ["FUZZ_TRACE"], "a") as f:
             f.write(f"{_t.time():.3f} {method} {case.formatted_path} {case.query} {case.media_type}\n")
     response = case.call(session=http)
+    if os.environ.get("FUZZ_TRACE"):
+        with open(os.environ["FUZZ_TRACE"], "a") as f:
+            f.write(f"  -> {response.status_code} {response.content[:150]!r}\n")
     case.validate_response(response, checks=[not_a_server_error, error_is_a_status])
     if before is not None and (response.status_code >= 400 or dry_run):
         after = _snapshot(http, case, collection)
