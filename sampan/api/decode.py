@@ -45,7 +45,7 @@ class DuplicateField(str):
     line: int | None
     key: str
 
-    def __new__(cls, path: str, key: str, line: int | None = None) -> "DuplicateField":
+    def __new__(cls, path: str, key: str, line: int | None = None) -> DuplicateField:
         self = super().__new__(cls, path)
         self.key = key
         self.line = line

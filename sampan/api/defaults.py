@@ -18,11 +18,15 @@ from __future__ import annotations
 import base64
 import copy
 import ipaddress
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from sampan.api.registry import Resource
-from sampan.api.validation import (aggregate_container_requests, is_pod_level_resource,
-                                    round_up_milli)
+from sampan.api.validation import (
+    aggregate_container_requests,
+    is_pod_level_resource,
+    round_up_milli,
+)
 
 DEFAULT_TERMINATION_MESSAGE_PATH = "/dev/termination-log"
 DEFAULT_FILE_MODE = 0o644  # 420: secret, configMap, downwardAPI and projected volumes
@@ -306,7 +310,8 @@ def _replication_controller(rc: dict) -> None:
 
 def _is_externally_accessible(spec: dict) -> bool:
     kind = spec.get("type")
-    return kind in ("LoadBalancer", "NodePort") or (kind == "ClusterIP" and bool(spec.get("externalIPs")))
+    return (kind in ("LoadBalancer", "NodePort")
+            or (kind == "ClusterIP" and bool(spec.get("externalIPs"))))
 
 
 def _service(svc: dict) -> None:
@@ -317,7 +322,8 @@ def _service(svc: dict) -> None:
     elif spec["sessionAffinity"] == "ClientIP":
         timeout = _sub(spec, "sessionAffinityConfig", "clientIP")
         if timeout is None or timeout.get("timeoutSeconds") is None:
-            spec["sessionAffinityConfig"] = {"clientIP": {"timeoutSeconds": DEFAULT_CLIENT_IP_TIMEOUT}}
+            spec["sessionAffinityConfig"] = {
+                "clientIP": {"timeoutSeconds": DEFAULT_CLIENT_IP_TIMEOUT}}
     _default_zero(spec, "type", "ClusterIP")
     for port in _dicts(spec, "ports"):
         _default_zero(port, "protocol", "TCP")

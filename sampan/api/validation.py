@@ -28,9 +28,10 @@ import ipaddress
 import json
 import re
 import zoneinfo
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from decimal import ROUND_UP, Decimal, InvalidOperation
-from typing import Any, Callable, Iterable
+from decimal import ROUND_UP, Decimal
+from typing import Any
 
 import orjson
 
@@ -271,7 +272,7 @@ def name_is_path_segment(name: str, prefix: bool = False) -> list[str]:
 
 QUANTITY_FORMAT_ERROR = ("quantities must match the regular expression "
                          "'^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'")
-_QUANTITY = re.compile(r"([+-]?)(\d*)(?:\.(\d*))?(.*)", re.S)
+_QUANTITY = re.compile(r"([+-]?)(\d*)(?:\.(\d*))?(.*)", re.DOTALL)
 _BINARY = {"Ki": 1, "Mi": 2, "Gi": 3, "Ti": 4, "Pi": 5, "Ei": 6}
 _DECIMAL = {"n": -9, "u": -6, "m": -3, "": 0, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
 _DECIMAL_SUFFIX = {v: k for k, v in _DECIMAL.items()}
@@ -377,8 +378,8 @@ def go_label_selector(sel: dict | None) -> GoValue:
         return GoValue("nil")
     labels = "".join(f"{k}: {v}," for k, v in sorted((sel.get("matchLabels") or {}).items()))
     exprs = "".join(
-        "LabelSelectorRequirement{Key:%s,Operator:%s,Values:[%s],}," % (
-            e.get("key", ""), e.get("operator", ""), " ".join(e.get("values") or []))
+        f"LabelSelectorRequirement{{Key:{e.get('key', '')},Operator:{e.get('operator', '')},"
+        f"Values:[{' '.join(e.get('values') or [])}],}},"
         for e in sel.get("matchExpressions") or [])
     return GoValue("&LabelSelector{MatchLabels:map[string]string{" + labels + "},"
                    "MatchExpressions:[]LabelSelectorRequirement{" + exprs + "},}")
@@ -518,6 +519,8 @@ _ABSENCE_ALLOWED: dict[str, frozenset[str]] = {
     "io.k8s.api.core.v1.LimitRangeSpec": frozenset({"limits"}),
     "io.k8s.api.core.v1.Event": frozenset({"involvedObject"}),
     "io.k8s.api.batch.v1.PodFailurePolicy": frozenset({"rules"}),
+    # without a pathType upstream stops there; with one, "resource or service backend is required"
+    "io.k8s.api.networking.v1.HTTPIngressPath": frozenset({"backend"}),
 }
 
 _required_cache: dict[int, tuple[dict, tuple[str, ...]]] = {}
@@ -595,7 +598,8 @@ class _TypeChecker:
                     sub = extra
                 else:
                     continue
-            self.check(child, sub, _child(path, key), required and not (path == "" and key == "status"))
+            self.check(child, sub, _child(path, key),
+                       required and not (path == "" and key == "status"))
 
     def _scalar(self, value: Any, node: dict, t: str, path: str) -> None:
         if t == "string":
@@ -632,7 +636,8 @@ class _TypeChecker:
         at = _base64_error_at(value)
         if at is not None:
             # the value may be a secret: leave it out, as upstream's decode error does
-            self.errors.append(FieldError(E.INVALID, path, f"illegal base64 data at input byte {at}"))
+            self.errors.append(FieldError(E.INVALID, path,
+                                          f"illegal base64 data at input byte {at}"))
 
 
 _B64_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
@@ -804,7 +809,8 @@ def validate_object_meta_update(new: dict, old: dict, path: str = "metadata", *,
                                                           f"object is being deleted, found new "
                                                           f"finalizers {shown}"))
     if _i(new, "generation") < _i(old, "generation"):
-        errs.append(E.invalid(f"{path}.generation", _i(new, "generation"), "must not be decremented"))
+        errs.append(E.invalid(f"{path}.generation", _i(new, "generation"),
+                              "must not be decremented"))
     for field in ("name", "namespace", "uid", "creationTimestamp", "deletionTimestamp",
                   "deletionGracePeriodSeconds"):
         if new.get(field) != old.get(field) and (new.get(field) or old.get(field)):
@@ -901,7 +907,8 @@ def _template_matches_selector(sel: Any, template: dict, path: str) -> Errors:
     if selector_matches(sel, labels):
         return []
     raw = _m(template, "metadata").get("labels")
-    return [E.invalid(f"{path}.metadata.labels", go_string_map(raw if isinstance(raw, dict) else None),
+    return [E.invalid(f"{path}.metadata.labels",
+                      go_string_map(raw if isinstance(raw, dict) else None),
                       "`selector` does not match template `labels`")]
 
 
@@ -1071,7 +1078,8 @@ def _vol_csi(src: dict, path: str, _: str) -> Errors:
         if not _s(ref, "name"):
             errs.append(E.required(f"{path}.nodePublishSecretRef.name"))
         else:
-            errs += _invalid_each(f"{path}.name", _s(ref, "name"), name_is_dns_subdomain(_s(ref, "name")))
+            errs += _invalid_each(f"{path}.name", _s(ref, "name"),
+                                  name_is_dns_subdomain(_s(ref, "name")))
     return errs
 
 
@@ -1351,7 +1359,8 @@ def validate_env_from(sources: list, path: str) -> Errors:
                 if not name:
                     errs.append(E.required(f"{sp}.{ref_name}.name"))
                 else:
-                    errs += _invalid_each(f"{sp}.{ref_name}.name", name, name_is_dns_subdomain(name, True))
+                    errs += _invalid_each(f"{sp}.{ref_name}.name", name,
+                                          name_is_dns_subdomain(name, True))
         if count == 0:
             errs.append(E.invalid(path, "", "must specify one of: `configMapRef` or `secretRef`"))
         elif count > 1:
@@ -1380,7 +1389,8 @@ def validate_container_ports(ports: list, path: str) -> Errors:
         if container_port == 0:
             errs.append(E.required(f"{pp}.containerPort"))
         else:
-            errs += _invalid_each(f"{pp}.containerPort", container_port, is_valid_port_num(container_port))
+            errs += _invalid_each(f"{pp}.containerPort", container_port,
+                                  is_valid_port_num(container_port))
         host_port = _i(port, "hostPort")
         if host_port:
             errs += _invalid_each(f"{pp}.hostPort", host_port, is_valid_port_num(host_port))
@@ -1474,9 +1484,11 @@ def _probe(probe: Any, grace: Any, path: str, kind: str) -> Errors:
         errs += nonnegative(probe.get(field), f"{path}.{field}")
     tgps = probe.get("terminationGracePeriodSeconds")
     if isinstance(tgps, int) and tgps <= 0:
-        errs.append(E.invalid(f"{path}.terminationGracePeriodSeconds", tgps, "must be greater than 0"))
+        errs.append(E.invalid(f"{path}.terminationGracePeriodSeconds", tgps,
+                              "must be greater than 0"))
     if kind in ("liveness", "startup") and _i(probe, "successThreshold", 1) != 1:
-        errs.append(E.invalid(f"{path}.successThreshold", probe.get("successThreshold"), "must be 1"))
+        errs.append(E.invalid(f"{path}.successThreshold", probe.get("successThreshold"),
+                              "must be 1"))
     if kind == "readiness" and tgps is not None:
         errs.append(E.invalid(f"{path}.terminationGracePeriodSeconds", tgps,
                               "must not be set for readinessProbes"))
@@ -1604,11 +1616,13 @@ def _seccomp_profile(profile: Any, path: str) -> Errors:
     if not kind:
         errs.append(E.required(f"{path}.type", "type is required when seccompProfile is set"))
     elif kind not in ("Localhost", "RuntimeDefault", "Unconfined"):
-        errs.append(E.not_supported(f"{path}.type", kind, ["Localhost", "RuntimeDefault", "Unconfined"]))
+        errs.append(E.not_supported(f"{path}.type", kind,
+                                    ["Localhost", "RuntimeDefault", "Unconfined"]))
     local = profile.get("localhostProfile")
     if kind == "Localhost":
         if local is None:
-            errs.append(E.required(f"{path}.localhostProfile", "must be set when seccomp type is Localhost"))
+            errs.append(E.required(f"{path}.localhostProfile",
+                                   "must be set when seccomp type is Localhost"))
         else:
             errs += _local_descending_path(str(local), f"{path}.localhostProfile")
     elif local is not None:
@@ -1623,9 +1637,11 @@ def _apparmor_profile(profile: Any, path: str) -> Errors:
     kind, local = _s(profile, "type"), profile.get("localhostProfile")
     if kind == "Localhost":
         if not isinstance(local, str) or not local.strip():
-            return [E.required(f"{path}.localhostProfile", "must be set when AppArmor type is Localhost")]
+            return [E.required(f"{path}.localhostProfile",
+                               "must be set when AppArmor type is Localhost")]
         if local != local.strip():
-            return [E.invalid(f"{path}.localhostProfile", local, "must not be padded with whitespace")]
+            return [E.invalid(f"{path}.localhostProfile", local,
+                              "must not be padded with whitespace")]
         return []
     if kind in ("RuntimeDefault", "Unconfined"):
         if local is not None:
@@ -1730,7 +1746,8 @@ def _volume_mounts(container: dict, volumes: dict[str, dict], path: str) -> Erro
                 errs.append(E.invalid(f"{mp}.subPathExpr", sub_expr,
                                       "subPathExpr and subPath are mutually exclusive"))
             errs += _local_descending_path(sub_expr, f"{path}.subPathExpr")
-        errs += _mount_propagation(mount.get("mountPropagation"), privileged, f"{path}.mountPropagation")
+        errs += _mount_propagation(mount.get("mountPropagation"), privileged,
+                                   f"{path}.mountPropagation")
         errs += _recursive_read_only(mount, f"{path}.recursiveReadOnly")
     return errs
 
@@ -1817,7 +1834,8 @@ def _container_restart(c: dict, path: str) -> Errors:
         if not isinstance(exit_codes, dict):
             errs.append(E.required(f"{rp}.exitCodes", "must be specified"))
             continue
-        errs += _one_of(exit_codes.get("operator"), f"{rp}.exitCodes.operator", _EXIT_CODE_OPERATORS)
+        errs += _one_of(exit_codes.get("operator"), f"{rp}.exitCodes.operator",
+                        _EXIT_CODE_OPERATORS)
         values = _l(exit_codes, "values")
         if len(values) > 255:
             errs.append(E.too_many(f"{rp}.exitCodes.values", len(values), 255))
@@ -1955,7 +1973,8 @@ def _node_field_requirement(req: dict, path: str) -> Errors:
             errs.append(E.required(f"{path}.values", "must be only one value when `operator` is "
                                                      "'In' or 'NotIn' for node field selector"))
     else:
-        errs.append(E.invalid(f"{path}.operator", _s(req, "operator"), "not a valid selector operator"))
+        errs.append(E.invalid(f"{path}.operator", _s(req, "operator"),
+                              "not a valid selector operator"))
     if _s(req, "key") != "metadata.name":
         errs.append(E.invalid(f"{path}.key", _s(req, "key"), "not a valid field selector key"))
     else:
@@ -1968,7 +1987,8 @@ def _node_field_requirement(req: dict, path: str) -> Errors:
 def node_selector_term(term: dict, path: str, allow_invalid_values: bool) -> Errors:
     errs: Errors = []
     for j, req in _dicts(term, "matchExpressions"):
-        errs += _node_selector_requirement(req, f"{path}.matchExpressions[{j}]", allow_invalid_values)
+        errs += _node_selector_requirement(req, f"{path}.matchExpressions[{j}]",
+                                           allow_invalid_values)
     for j, req in _dicts(term, "matchFields"):
         errs += _node_field_requirement(req, f"{path}.matchFields[{j}]")
     return errs
@@ -1977,7 +1997,8 @@ def node_selector_term(term: dict, path: str, allow_invalid_values: bool) -> Err
 def node_selector(selector: dict, path: str, allow_invalid_values: bool = False) -> Errors:
     terms = _l(selector, "nodeSelectorTerms")
     if not terms:
-        return [E.required(f"{path}.nodeSelectorTerms", "must have at least one node selector term")]
+        return [E.required(f"{path}.nodeSelectorTerms",
+                           "must have at least one node selector term")]
     errs: Errors = []
     for i, term in _dicts(selector, "nodeSelectorTerms"):
         errs += node_selector_term(term, f"{path}.nodeSelectorTerms[{i}]", allow_invalid_values)
@@ -1986,7 +2007,8 @@ def node_selector(selector: dict, path: str, allow_invalid_values: bool = False)
 
 def _weight(term: dict, path: str) -> Errors:
     weight = _i(term, "weight")
-    return [] if 1 <= weight <= 100 else [E.invalid(f"{path}.weight", weight, "must be in the range 1-100")]
+    return [] if 1 <= weight <= 100 else [E.invalid(f"{path}.weight", weight,
+                                                    "must be in the range 1-100")]
 
 
 def _pod_affinity_term(term: dict, path: str) -> Errors:
@@ -1999,15 +2021,17 @@ def _pod_affinity_term(term: dict, path: str) -> Errors:
     for key_field in ("matchLabelKeys", "mismatchLabelKeys"):
         keys = _l(term, key_field)
         if keys and term.get("labelSelector") is None:
-            errs.append(E.forbidden(f"{path}.{key_field}", "must not be specified when labelSelector "
-                                                           "is not set"))
+            errs.append(E.forbidden(f"{path}.{key_field}",
+                                    "must not be specified when labelSelector "
+                                    "is not set"))
         for i, key in enumerate(keys):
             if isinstance(key, str):
                 errs += _invalid_each(f"{path}.{key_field}[{i}]", key, is_qualified_name(key))
     topology_key = _s(term, "topologyKey")
     if not topology_key:
         errs.append(E.required(f"{path}.topologyKey", "can not be empty"))
-    return errs + _invalid_each(f"{path}.topologyKey", topology_key, is_qualified_name(topology_key))
+    return errs + _invalid_each(f"{path}.topologyKey", topology_key,
+                                is_qualified_name(topology_key))
 
 
 def _affinity(affinity: Any, path: str) -> Errors:
@@ -2030,7 +2054,8 @@ def _affinity(affinity: Any, path: str) -> Errors:
             continue
         pp = f"{path}.{kind}"
         for i, term in _dicts(pod, "requiredDuringSchedulingIgnoredDuringExecution"):
-            errs += _pod_affinity_term(term, f"{pp}.requiredDuringSchedulingIgnoredDuringExecution[{i}]")
+            errs += _pod_affinity_term(term,
+                                       f"{pp}.requiredDuringSchedulingIgnoredDuringExecution[{i}]")
         for i, term in _dicts(pod, "preferredDuringSchedulingIgnoredDuringExecution"):
             tp = f"{pp}.preferredDuringSchedulingIgnoredDuringExecution[{i}]"
             errs += _weight(term, tp)
@@ -2046,8 +2071,9 @@ def validate_tolerations(tolerations: list, path: str) -> Errors:
         if key:
             errs += _invalid_each(f"{tp}.key", key, is_qualified_name(key))
         if not key and op != "Exists":
-            errs.append(E.invalid(f"{tp}.operator", op, "operator must be Exists when `key` is empty, "
-                                                        'which means "match all values and all keys"'))
+            errs.append(E.invalid(f"{tp}.operator", op,
+                                  "operator must be Exists when `key` is empty, "
+                                  'which means "match all values and all keys"'))
         if t.get("tolerationSeconds") is not None and effect != "NoExecute":
             errs.append(E.invalid(f"{tp}.effect", effect, "effect must be 'NoExecute' when "
                                                           "`tolerationSeconds` is set"))
@@ -2057,8 +2083,9 @@ def validate_tolerations(tolerations: list, path: str) -> Errors:
                 errs.append(E.invalid(f"{tp}.operator", value, ";".join(msgs)))
         elif op == "Exists":
             if value:
-                errs.append(E.invalid(f"{tp}.operator", value, "value must be empty when `operator` "
-                                                               "is 'Exists'"))
+                errs.append(E.invalid(f"{tp}.operator", value,
+                                      "value must be empty when `operator` "
+                                      "is 'Exists'"))
         else:
             errs.append(E.not_supported(f"{tp}.operator", op, ["Equal", "Exists"]))
         if effect and effect not in _TAINT_EFFECTS:
@@ -2081,7 +2108,8 @@ def _topology_spread(spec: dict, path: str) -> Errors:
             errs.append(E.not_supported(f"{cp}.whenUnsatisfiable", action,
                                         ["DoNotSchedule", "ScheduleAnyway"]))
         for other in constraints[i + 1:]:
-            if (_s(other, "topologyKey"), _s(other, "whenUnsatisfiable")) == (_s(c, "topologyKey"), action):
+            if (_s(other, "topologyKey"), _s(other, "whenUnsatisfiable")) == (_s(c, "topologyKey"),
+                                                                              action):
                 errs.append(E.duplicate(f"{cp}.{{topologyKey, whenUnsatisfiable}}",
                                         f"{{{_s(c, 'topologyKey')}, {action}}}"))
                 break
@@ -2126,7 +2154,7 @@ def _dns_config(spec: dict, path: str) -> Errors:
                               "than 2048 characters (including spaces) in the search list"))
     for i, search in enumerate(searches):
         if isinstance(search, str) and search != ".":
-            trimmed = search[:-1] if search.endswith(".") else search
+            trimmed = search.removesuffix(".")
             errs += _invalid_each(f"{path}.searches[{i}]", trimmed,
                                   is_dns1123_subdomain(trimmed.replace("_", "a")))
     for i, option in _dicts(config, "options"):
@@ -2163,7 +2191,7 @@ def validate_pod_spec(spec: dict, path: str, opts: PodOptions = PodOptions()) ->
     errs += validate_labels(spec.get("nodeSelector"), f"{path}.nodeSelector")
     errs += _pod_security_context(spec, f"{path}.securityContext")
     for i, secret in _dicts(spec, "imagePullSecrets"):
-        if set(k for k, v in secret.items() if v is not None) - {"name"}:
+        if {k for k, v in secret.items() if v is not None} - {"name"}:
             errs.append(E.invalid(f"{path}.imagePullSecrets[{i}]", secret, "only name may be set"))
     errs += _affinity(spec.get("affinity"), f"{path}.affinity")
     errs += _dns_config(spec, f"{path}.dnsConfig")
@@ -2183,7 +2211,8 @@ def validate_pod_spec(spec: dict, path: str, opts: PodOptions = PodOptions()) ->
         ap = f"{path}.hostAliases[{i}]"
         errs += _invalid_each(f"{ap}.ip", _s(alias, "ip"), is_valid_ip(_s(alias, "ip")))
         for j, hostname in enumerate(_l(alias, "hostnames")):
-            errs += _invalid_each(f"{ap}.hostnames[{j}]", hostname, is_dns1123_subdomain(str(hostname)))
+            errs += _invalid_each(f"{ap}.hostnames[{j}]", hostname,
+                                  is_dns1123_subdomain(str(hostname)))
     preemption = spec.get("preemptionPolicy")
     if preemption is not None:
         errs += _preemption_policy(preemption, f"{path}.preemptionPolicy")
@@ -2290,7 +2319,8 @@ def aggregate_container_requests(spec: dict) -> dict[str, Quantity]:
 
 def _ephemeral_container_names(spec: dict, path: str) -> Errors:
     errs: Errors = []
-    names = {_s(c, "name") for key in ("containers", "initContainers") for _, c in _dicts(spec, key)}
+    names = {_s(c, "name")
+             for key in ("containers", "initContainers") for _, c in _dicts(spec, key)}
     for i, c in _dicts(spec, "ephemeralContainers"):
         name = _s(c, "name")
         if not name:
@@ -2373,7 +2403,8 @@ def _pod_specific_annotations(meta: dict, spec: dict, path: str) -> Errors:
     annotations = _m(meta, "annotations")
     errs: Errors = []
     if MIRROR_POD_ANNOTATION in annotations and not _s(spec, "nodeName"):
-        errs.append(E.invalid(f"{path}[{MIRROR_POD_ANNOTATION}]", annotations[MIRROR_POD_ANNOTATION],
+        errs.append(E.invalid(f"{path}[{MIRROR_POD_ANNOTATION}]",
+                              annotations[MIRROR_POD_ANNOTATION],
                               "must set spec.nodeName if mirror pod annotation is set"))
     cost = annotations.get(POD_DELETION_COST)
     if cost is not None and not _is_int32_text(cost):
@@ -2433,7 +2464,8 @@ def _pod_update(spec: dict, old: dict) -> Errors:
     for key in ("containers", "initContainers"):
         new_list, old_list = _l(spec, key), _l(old, key)
         if len(new_list) != len(old_list):
-            return errs + [E.forbidden(f"spec.{key}", "pod updates may not add or remove containers")]
+            return errs + [E.forbidden(f"spec.{key}",
+                                       "pod updates may not add or remove containers")]
         for i, c in _dicts(spec, key):
             if not _s(c, "image"):
                 errs.append(E.required(f"spec.{key}[{i}].image"))
@@ -2467,7 +2499,8 @@ def _munge_pod_spec(spec: dict, old: dict) -> dict:
     for key in ("activeDeadlineSeconds", "schedulingGates", "tolerations"):
         munged[key] = old.get(key)
     old_grace = old.get("terminationGracePeriodSeconds")
-    if isinstance(old_grace, int) and old_grace < 0 and munged.get("terminationGracePeriodSeconds") == 1:
+    if (isinstance(old_grace, int) and old_grace < 0
+            and munged.get("terminationGracePeriodSeconds") == 1):
         munged["terminationGracePeriodSeconds"] = old_grace
     if _l(old, "schedulingGates"):
         new_selector, old_selector = _m(munged, "nodeSelector"), _m(old, "nodeSelector")
@@ -2501,8 +2534,9 @@ def _only_added_tolerations(new: list, old: list) -> Errors:
             continue
         if not any(isinstance(t, dict) and _semantic({**toleration, "tolerationSeconds": t.get(
                 "tolerationSeconds")}) == _semantic(t) for t in new):
-            return [E.forbidden("spec.tolerations", "existing toleration can not be modified except "
-                                                    "its tolerationSeconds")]
+            return [E.forbidden("spec.tolerations",
+                                "existing toleration can not be modified except "
+                                "its tolerationSeconds")]
     return validate_tolerations(new, "spec.tolerations")
 
 
@@ -2594,7 +2628,8 @@ def _deployment_strategy(strategy: dict, path: str) -> Errors:
         return []
     if kind == "RollingUpdate":
         if not isinstance(rolling, dict):
-            return [E.required(f"{path}.rollingUpdate", "this should be defaulted and never be nil")]
+            return [E.required(f"{path}.rollingUpdate",
+                               "this should be defaulted and never be nil")]
         rp = f"{path}.rollingUpdate"
         unavailable, surge = rolling.get("maxUnavailable"), rolling.get("maxSurge")
         errs = _int_or_percent(unavailable, f"{rp}.maxUnavailable")
@@ -2603,8 +2638,9 @@ def _deployment_strategy(strategy: dict, path: str) -> Errors:
             errs.append(E.invalid(f"{rp}.maxUnavailable", go_int_or_string(unavailable or 0),
                                   "may not be 0 when `maxSurge` is 0"))
         return errs + _not_more_than_100_percent(unavailable, f"{rp}.maxUnavailable")
-    shown = GoValue(f'apps.DeploymentStrategy{{Type:{_go_quote(kind)}, '
-                    f'RollingUpdate:(*apps.RollingUpdateDeployment)(nil)}}') if rolling is None else strategy
+    shown = strategy if rolling is not None else GoValue(
+        f'apps.DeploymentStrategy{{Type:{_go_quote(kind)}, '
+        f'RollingUpdate:(*apps.RollingUpdateDeployment)(nil)}}')
     return [E.not_supported(path, shown, ["Recreate", "RollingUpdate"])]
 
 
@@ -2691,8 +2727,9 @@ def _daemon_set_strategy(strategy: dict, path: str) -> Errors:
         elif not has_unavailable and not has_surge:
             errs.append(E.required(f"{rp}.maxUnavailable", "cannot be 0 when maxSurge is 0"))
         return errs
-    shown = GoValue(f'apps.DaemonSetUpdateStrategy{{Type:{_go_quote(kind)}, '
-                    f'RollingUpdate:(*apps.RollingUpdateDaemonSet)(nil)}}') if rolling is None else strategy
+    shown = strategy if rolling is not None else GoValue(
+        f'apps.DaemonSetUpdateStrategy{{Type:{_go_quote(kind)}, '
+        f'RollingUpdate:(*apps.RollingUpdateDaemonSet)(nil)}}')
     return [E.not_supported(path, shown, ["RollingUpdate", "OnDelete"])]
 
 
@@ -2703,7 +2740,8 @@ def validate_stateful_set(obj: dict, old: dict | None) -> Errors:
     if not policy:
         errs.append(E.required("spec.podManagementPolicy"))
     elif policy not in ("OrderedReady", "Parallel"):
-        errs.append(E.invalid("spec.podManagementPolicy", policy, "must be 'OrderedReady' or 'Parallel'"))
+        errs.append(E.invalid("spec.podManagementPolicy", policy,
+                              "must be 'OrderedReady' or 'Parallel'"))
     errs += _stateful_set_strategy(_m(spec, "updateStrategy"), "spec.updateStrategy")
     retention = spec.get("persistentVolumeClaimRetentionPolicy")
     if isinstance(retention, dict):
@@ -2752,11 +2790,13 @@ def _stateful_set_strategy(strategy: dict, path: str) -> Errors:
         if unavailable is not None:
             errs += _int_or_percent(unavailable, f"{rp}.maxUnavailable")
             if _int_or_percent_value(unavailable) == 0:
-                errs.append(E.invalid(f"{rp}.maxUnavailable", go_int_or_string(unavailable), "cannot be 0"))
+                errs.append(E.invalid(f"{rp}.maxUnavailable", go_int_or_string(unavailable),
+                                      "cannot be 0"))
             errs += _not_more_than_100_percent(unavailable, f"{rp}.maxUnavailable")
         return errs
-    shown = GoValue(f'apps.StatefulSetUpdateStrategy{{Type:{_go_quote(kind)}, RollingUpdate:'
-                    f'(*apps.RollingUpdateStatefulSetStrategy)(nil)}}') if rolling is None else strategy
+    shown = strategy if rolling is not None else GoValue(
+        f'apps.StatefulSetUpdateStrategy{{Type:{_go_quote(kind)}, RollingUpdate:'
+        f'(*apps.RollingUpdateStatefulSetStrategy)(nil)}}')
     return [E.invalid(path, shown, "must be 'RollingUpdate' or 'OnDelete'")]
 
 
@@ -2765,7 +2805,7 @@ _STATEFUL_SET_MUTABLE = ("replicas", "template", "updateStrategy", "minReadySeco
 
 
 def _stateful_set_update(spec: dict, old: dict) -> Errors:
-    strip = lambda s: {k: v for k, v in s.items() if k not in _STATEFUL_SET_MUTABLE}  # noqa: E731
+    strip = lambda s: {k: v for k, v in s.items() if k not in _STATEFUL_SET_MUTABLE}
     if _semantic(strip(spec)) != _semantic(strip(old)):
         return [E.forbidden("spec", "updates to statefulset spec for fields other than 'replicas', "
                                     "'ordinals', 'template', 'updateStrategy', "
@@ -2827,7 +2867,8 @@ def _job_spec(spec: dict, path: str) -> Errors:
         errs.append(E.forbidden(f"{path}.backoffLimitPerIndex", "requires indexed completion mode"))
     replacement = spec.get("podReplacementPolicy")
     # with a podFailurePolicy, terminating pods must not be replaced early
-    allowed = ["Failed"] if spec.get("podFailurePolicy") is not None else ["Failed", "TerminatingOrFailed"]
+    allowed = (["Failed"] if spec.get("podFailurePolicy") is not None
+               else ["Failed", "TerminatingOrFailed"])
     if replacement is not None and replacement not in allowed:
         errs.append(E.not_supported(f"{path}.podReplacementPolicy", replacement, allowed))
     template = _m(spec, "template")
@@ -2869,7 +2910,8 @@ def _pod_failure_policy(spec: dict, path: str) -> Errors:
         rp = f"{path}.rules[{i}]"
         action = _s(rule, "action")
         if action == "FailIndex" and spec.get("backoffLimitPerIndex") is None:
-            errs.append(E.invalid(f"{rp}.action", action, "requires the backoffLimitPerIndex to be set"))
+            errs.append(E.invalid(f"{rp}.action", action,
+                                  "requires the backoffLimitPerIndex to be set"))
         elif action != "FailIndex":
             errs += _pfp_enum(action, f"{rp}.action", _PFP_ACTIONS)
         on_exit, on_conditions = rule.get("onExitCodes"), _l(rule, "onPodConditions")
@@ -2877,7 +2919,8 @@ def _pod_failure_policy(spec: dict, path: str) -> Errors:
             errs += _pfp_exit_codes(on_exit, f"{rp}.onExitCodes", containers)
         for j, pattern in _dicts(rule, "onPodConditions"):
             pp = f"{rp}.onPodConditions[{j}]"
-            errs += _invalid_each(f"{pp}.type", _s(pattern, "type"), is_qualified_name(_s(pattern, "type")))
+            errs += _invalid_each(f"{pp}.type", _s(pattern, "type"),
+                                  is_qualified_name(_s(pattern, "type")))
             errs += _pfp_enum(_s(pattern, "status"), f"{pp}.status", _PFP_STATUSES)
         if isinstance(on_exit, dict) and on_conditions:
             errs.append(FieldError(E.INVALID, rp, "specifying both OnExitCodes and "
@@ -2894,7 +2937,7 @@ def _pfp_exit_codes(req: dict, path: str, containers: set[str]) -> Errors:
     name = req.get("containerName")
     if isinstance(name, str) and name not in containers:
         errs.append(E.invalid(f"{path}.containerName", name, "must be one of the container or "
-                                                             "initContainer names in the pod template"))
+                              "initContainer names in the pod template"))
     values = [v for v in _l(req, "values") if isinstance(v, int)]
     if not values:
         shown = GoValue("[]int32{}" if isinstance(req.get("values"), list) else "[]int32(nil)")
@@ -2944,8 +2987,9 @@ def _success_policy(spec: dict, path: str) -> Errors:
                 errs.append(E.invalid(cp, count, f"must be less than or equal to {completions} "
                                                  "(the number of specified completions)"))
             if isinstance(indexes, str) and count > total:
-                errs.append(E.invalid(cp, count, f"must be less than or equal to {total} (the number "
-                                                 "of indexes in the specified succeededIndexes field)"))
+                errs.append(E.invalid(cp, count,
+                                      f"must be less than or equal to {total} (the number "
+                                      "of indexes in the specified succeededIndexes field)"))
     return errs
 
 
@@ -2995,7 +3039,8 @@ def _generated_selector(job: dict) -> Errors:
         elif labels[key] != expected[key]:
             errs.append(E.invalid(lp, go_string_map(labels), f"must be '{expected[key]}'"))
     if selector_parses(sel) and not selector_matches(sel, expected):
-        errs.append(E.invalid("spec.selector", go_label_selector(sel), "`selector` not auto-generated"))
+        errs.append(E.invalid("spec.selector", go_label_selector(sel),
+                              "`selector` not auto-generated"))
     return errs
 
 
@@ -3023,7 +3068,8 @@ def validate_job(obj: dict, old: dict | None) -> Errors:
 
 def _elastic_indexed(spec: dict, old: dict) -> bool:
     """An Indexed Job may change completions together with parallelism, kept equal."""
-    return (spec.get("completionMode") == "Indexed" and old.get("completions") == old.get("parallelism")
+    return (spec.get("completionMode") == "Indexed"
+            and old.get("completions") == old.get("parallelism")
             and spec.get("completions") == spec.get("parallelism"))
 
 
@@ -3043,18 +3089,21 @@ def validate_cron_job(obj: dict, old: dict | None) -> Errors:
             errs.append(E.invalid("spec.schedule", schedule, problem))
         old_schedule = _s(_m(old or {}, "spec"), "schedule")
         if "TZ" in schedule and "TZ" not in old_schedule:
-            errs.append(E.invalid("spec.schedule", schedule, "cannot use TZ or CRON_TZ in schedule, "
-                                                             "use timeZone field instead"))
+            errs.append(E.invalid("spec.schedule", schedule,
+                                  "cannot use TZ or CRON_TZ in schedule, "
+                                  "use timeZone field instead"))
         elif "TZ" in schedule and spec.get("timeZone") is not None:
-            errs.append(E.invalid("spec.schedule", schedule, "cannot use both timeZone field and TZ "
-                                                             "or CRON_TZ in schedule"))
+            errs.append(E.invalid("spec.schedule", schedule,
+                                  "cannot use both timeZone field and TZ "
+                                  "or CRON_TZ in schedule"))
     errs += _time_zone(spec.get("timeZone"), "spec.timeZone")
     errs += nonnegative(spec.get("startingDeadlineSeconds"), "spec.startingDeadlineSeconds")
     policy = _s(spec, "concurrencyPolicy")
     if not policy:
         errs.append(E.required("spec.concurrencyPolicy"))
     elif policy not in ("Allow", "Forbid", "Replace"):
-        errs.append(E.not_supported("spec.concurrencyPolicy", policy, ["Allow", "Forbid", "Replace"]))
+        errs.append(E.not_supported("spec.concurrencyPolicy", policy,
+                                    ["Allow", "Forbid", "Replace"]))
     for field in ("successfulJobsHistoryLimit", "failedJobsHistoryLimit"):
         errs += nonnegative(spec.get(field), f"spec.{field}")
     return errs + _job_template(_m(spec, "jobTemplate"), "spec.jobTemplate")
@@ -3088,8 +3137,8 @@ def _time_zone(tz: Any, path: str) -> Errors:
 # robfig/cron v3's standard parser: five fields, names for months and weekdays, descriptors.
 _CRON_FIELDS = ((0, 59, None), (0, 23, None), (1, 31, None),
                 (1, 12, {m: i + 1 for i, m in enumerate(
-                    "jan feb mar apr may jun jul aug sep oct nov dec".split())}),
-                (0, 6, {d: i for i, d in enumerate("sun mon tue wed thu fri sat".split())}))
+                    ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"])}),
+                (0, 6, {d: i for i, d in enumerate(["sun", "mon", "tue", "wed", "thu", "fri", "sat"])}))
 _CRON_DESCRIPTORS = frozenset({"@yearly", "@annually", "@monthly", "@weekly", "@daily",
                                "@midnight", "@hourly"})
 _GO_DURATION = re.compile(r"([0-9]*(\.[0-9]*)?(ns|us|µs|ms|s|m|h))+")
@@ -3189,7 +3238,8 @@ def _is_headless(spec: dict) -> bool:
 
 def _externally_accessible(spec: dict) -> bool:
     kind = _s(spec, "type")
-    return kind in ("LoadBalancer", "NodePort") or (kind == "ClusterIP" and bool(_l(spec, "externalIPs")))
+    return (kind in ("LoadBalancer", "NodePort")
+            or (kind == "ClusterIP" and bool(_l(spec, "externalIPs"))))
 
 
 def _service_port(port: dict, require_name: bool, names: set[str], path: str) -> Errors:
@@ -3214,7 +3264,8 @@ def _service_port(port: dict, require_name: bool, names: set[str], path: str) ->
         lo, hi = NODE_PORT_RANGE
         if not lo <= node_port <= hi:
             # upstream's allocator gives this, after validation
-            errs.append(E.invalid(f"{path}.nodePort", node_port, "provided port is not in the valid "
+            errs.append(E.invalid(f"{path}.nodePort", node_port,
+                                  "provided port is not in the valid "
                                   f"range. The range of valid ports is {lo}-{hi}"))
     return errs
 
@@ -3263,7 +3314,8 @@ def validate_service(obj: dict, old: dict | None) -> Errors:
     errs += _cluster_ips(spec, kind, headless)
     for i, ip in enumerate(_l(spec, "externalIPs")):
         msgs = is_valid_ip(str(ip))
-        errs += _invalid_each(f"spec.externalIPs[{i}]", ip, msgs) or _non_special_ip(str(ip), f"spec.externalIPs[{i}]")
+        ip_path = f"spec.externalIPs[{i}]"
+        errs += _invalid_each(ip_path, ip, msgs) or _non_special_ip(str(ip), ip_path)
     if not kind:
         errs.append(E.required("spec.type"))
     elif kind not in _SERVICE_TYPES:
@@ -3287,7 +3339,7 @@ def _service_type_rules(spec: dict, kind: str, headless: bool) -> Errors:
     if spec.get("ipFamilyPolicy") is not None:
         errs.append(E.forbidden("spec.ipFamilyPolicy", "may not be set for ExternalName services"))
     cname = _s(spec, "externalName")
-    cname = cname[:-1] if cname.endswith(".") else cname
+    cname = cname.removesuffix(".")
     if cname:
         errs += _invalid_each("spec.externalName", cname, is_dns1123_subdomain(cname))
     else:
@@ -3304,8 +3356,9 @@ def _session_affinity(spec: dict) -> Errors:
     config = spec.get("sessionAffinityConfig")
     if affinity == "None":
         if config is not None:
-            return [E.forbidden("spec.sessionAffinityConfig", "must not be set when session affinity "
-                                                              "is None")]
+            return [E.forbidden("spec.sessionAffinityConfig",
+                                "must not be set when session affinity "
+                                "is None")]
         return []
     why = "when session affinity type is ClientIP"
     if not isinstance(config, dict):
@@ -3360,7 +3413,8 @@ def _cluster_ips(spec: dict, kind: str, headless: bool) -> Errors:
         invalid_ips = invalid_ips or bool(msgs)
         errs += _invalid_each(f"spec.clusterIPs[{i}]", ip, msgs)
     if len(ips) > 2:
-        errs.append(E.invalid("spec.clusterIPs", go_string_slice(ips), "may only hold up to 2 values"))
+        errs.append(E.invalid("spec.clusterIPs", go_string_slice(ips),
+                              "may only hold up to 2 values"))
     if invalid_ips:
         return errs
     if len(ips) > 1 and len({ipaddress.ip_address(ip).version for ip in ips}) != len(ips):
@@ -3370,12 +3424,9 @@ def _cluster_ips(spec: dict, kind: str, headless: bool) -> Errors:
     if not headless:
         for i, (ip, family) in enumerate(zip(ips, families)):
             v6 = ipaddress.ip_address(ip).version == 6
-            if family == "IPv4" and v6:
-                errs.append(E.invalid(f"spec.clusterIPs[{i}]", ip, "expected an IPv4 value as "
-                                                                   f"indicated by `ipFamilies[{i}]`"))
-            if family == "IPv6" and not v6:
-                errs.append(E.invalid(f"spec.clusterIPs[{i}]", ip, "expected an IPv6 value as "
-                                                                   f"indicated by `ipFamilies[{i}]`"))
+            if family in ("IPv4", "IPv6") and v6 != (family == "IPv6"):
+                errs.append(E.invalid(f"spec.clusterIPs[{i}]", ip, f"expected an {family} value "
+                                      f"as indicated by `ipFamilies[{i}]`"))
     return errs
 
 
@@ -3410,7 +3461,8 @@ def _load_balancer_fields(spec: dict, kind: str) -> Errors:
                                     "may only be used when `type` is 'LoadBalancer'"))
         for i, cidr in enumerate(ranges):
             value = str(cidr).strip()
-            errs += _invalid_each(f"spec.LoadBalancerSourceRanges[{i}]", value, is_valid_cidr(value))
+            errs += _invalid_each(f"spec.LoadBalancerSourceRanges[{i}]", value,
+                                  is_valid_cidr(value))
     allocate = spec.get("allocateLoadBalancerNodePorts")
     if allocate is not None and kind != "LoadBalancer":
         errs.append(E.forbidden("spec.allocateLoadBalancerNodePorts",
@@ -3420,7 +3472,8 @@ def _load_balancer_fields(spec: dict, kind: str) -> Errors:
     lb_class = spec.get("loadBalancerClass")
     if lb_class is not None:
         if kind == "LoadBalancer":
-            errs += _invalid_each("spec.loadBalancerClass", lb_class, is_qualified_name(str(lb_class)))
+            errs += _invalid_each("spec.loadBalancerClass", lb_class,
+                                  is_qualified_name(str(lb_class)))
         else:
             errs.append(E.forbidden("spec.loadBalancerClass",
                                     "may only be used when `type` is 'LoadBalancer'"))
@@ -3469,7 +3522,8 @@ def _service_update(spec: dict, old: dict) -> Errors:
     if _is_headless(spec) == _is_headless(old) and not _is_headless(spec):
         new_f, old_f = _l(spec, "ipFamilies"), _l(old, "ipFamilies")
         if len(new_f) == len(old_f) and new_f != old_f:
-            errs.append(E.invalid("spec.ipFamilies[0]", go_string_slice(new_f), "may not change once set"))
+            errs.append(E.invalid("spec.ipFamilies[0]", go_string_slice(new_f),
+                                  "may not change once set"))
         elif old_f and new_f and new_f[0] != old_f[0]:
             errs.append(E.invalid("spec.ipFamilies[0]", go_string_slice(_l(spec, "clusterIPs")),
                                   "may not change once set"))
@@ -3491,11 +3545,13 @@ def _cluster_ip_changes(new: list, old: list, spec: dict) -> Errors:
     if len(old) > len(new):
         errs: Errors = []
         if not new:
-            errs.append(E.invalid("spec.clusterIPs[0]", shown, "primary clusterIP can not be unset"))
+            errs.append(E.invalid("spec.clusterIPs[0]", shown,
+                                  "primary clusterIP can not be unset"))
         elif old[0] != new[0]:
             errs.append(E.invalid("spec.clusterIPs[0]", shown, "may not change once set"))
         if len(new) == 1 and spec.get("ipFamilyPolicy") != "SingleStack":
-            errs.append(E.invalid("spec.ipFamilyPolicy", spec.get("ipFamilyPolicy"), "must be set to "
+            errs.append(E.invalid("spec.ipFamilyPolicy", spec.get("ipFamilyPolicy"),
+                                  "must be set to "
                                   "'SingleStack' when releasing the secondary clusterIP"))
         return errs
     if old and new[0] != old[0]:
@@ -3529,7 +3585,8 @@ def validate_endpoints(obj: dict, old: dict | None) -> Errors:
                 errs.append(E.required(f"{pp}.name"))
             elif name:
                 errs += _invalid_each(f"{pp}.name", name, is_dns1123_label(name))
-            errs += _invalid_each(f"{pp}.port", _i(port, "port"), is_valid_port_num(_i(port, "port")))
+            errs += _invalid_each(f"{pp}.port", _i(port, "port"),
+                                  is_valid_port_num(_i(port, "port")))
             errs += _protocol(_s(port, "protocol"), f"{pp}.protocol")
     return errs
 
@@ -3629,7 +3686,8 @@ def _json_object_error(encoded: Any) -> str:
     except (ValueError, binascii.Error):
         return "invalid character in input"
     if not isinstance(parsed, dict):
-        return f"json: cannot unmarshal {json_type(parsed)} into Go value of type map[string]interface {{}}"
+        return (f"json: cannot unmarshal {json_type(parsed)} into Go value of type "
+                "map[string]interface {}")
     return ""
 
 
@@ -3647,8 +3705,9 @@ def validate_service_account(obj: dict, old: dict | None) -> Errors:
 
 
 def _taint_key(taint: dict) -> GoValue:
-    return GoValue(f'core.Taint{{Key:{_go_quote(_s(taint, "key"))}, Value:{_go_quote(_s(taint, "value"))}, '
-                   f'Effect:{_go_quote(_s(taint, "effect"))}, TimeAdded:(*v1.Time)(nil)}}')
+    key, value, effect = (_go_quote(_s(taint, f)) for f in ("key", "value", "effect"))
+    return GoValue(f"core.Taint{{Key:{key}, Value:{value}, Effect:{effect}, "
+                   "TimeAdded:(*v1.Time)(nil)}")
 
 
 def validate_taints(taints: list, path: str) -> Errors:
@@ -3714,7 +3773,8 @@ def _access_modes(modes: list, path: str, required_detail: str) -> Errors:
     for mode in modes:
         if mode not in _ACCESS_MODES:
             errs.append(E.not_supported(path, mode, _ACCESS_MODES))
-    if "ReadWriteOncePod" in modes and any(m in _ACCESS_MODES and m != "ReadWriteOncePod" for m in modes):
+    if "ReadWriteOncePod" in modes and any(m in _ACCESS_MODES and m != "ReadWriteOncePod"
+                                           for m in modes):
         errs.append(E.forbidden(path, "may not use ReadWriteOncePod with other access modes"))
     return errs
 
@@ -3739,7 +3799,8 @@ def pvc_spec(spec: dict, path: str) -> Errors:
         errs += _positive_quantity(storage, f"{path}.resources[storage]")
     class_name = spec.get("storageClassName")
     if isinstance(class_name, str) and class_name:
-        errs += _invalid_each(f"{path}.storageClassName", class_name, name_is_dns_subdomain(class_name))
+        errs += _invalid_each(f"{path}.storageClassName", class_name,
+                              name_is_dns_subdomain(class_name))
     mode = spec.get("volumeMode")
     if mode is not None and mode not in _VOLUME_MODES:
         errs.append(E.not_supported(f"{path}.volumeMode", mode, _VOLUME_MODES))
@@ -3777,8 +3838,9 @@ def validate_pvc(obj: dict, old: dict | None) -> Errors:
             "storage": _m(_m(old_spec, "resources"), "requests").get("storage")}}
         new_cmp["volumeAttributesClassName"] = old_spec.get("volumeAttributesClassName")
     if _semantic(new_cmp) != _semantic(old_cmp):
-        errs.append(E.forbidden("spec", "spec is immutable after creation except resources.requests "
-                                        "and volumeAttributesClassName for bound claims\n"
+        errs.append(E.forbidden("spec",
+                                "spec is immutable after creation except resources.requests "
+                                "and volumeAttributesClassName for bound claims\n"
                                         + _spec_diff(old_cmp, new_cmp, "")))
     errs += _pvc_shrink(spec, old_spec, _m(old, "status"))
     return errs + immutable(spec.get("volumeMode"), old_spec.get("volumeMode"), "volumeMode")
@@ -3825,7 +3887,8 @@ def validate_pv(obj: dict, old: dict | None) -> Errors:
     errs += _pv_source(spec)
     class_name = _s(spec, "storageClassName")
     if class_name:
-        errs += _invalid_each("spec.storageClassName", class_name, name_is_dns_subdomain(class_name))
+        errs += _invalid_each("spec.storageClassName", class_name,
+                              name_is_dns_subdomain(class_name))
     mode = spec.get("volumeMode")
     if mode is not None and mode not in _VOLUME_MODES:
         errs.append(E.not_supported("spec.volumeMode", mode, _VOLUME_MODES))
@@ -3871,7 +3934,8 @@ def _pv_source(spec: dict) -> Errors:
         if isinstance(required, dict):
             errs += node_selector(required, "spec.nodeAffinity.required")
         else:
-            errs.append(E.required("spec.nodeAffinity.required", "must specify required node constraints"))
+            errs.append(E.required("spec.nodeAffinity.required",
+                                   "must specify required node constraints"))
     if not count:
         errs.append(E.required("spec", "must specify a volume type"))
     return errs
@@ -3888,7 +3952,8 @@ def validate_limit_range(obj: dict, old: dict | None) -> Errors:
         kind = _s(limit, "type")
         type_errs = _invalid_each(f"{lp}.type", kind, is_qualified_name(kind))
         if not type_errs and "/" not in kind and kind not in _LIMIT_TYPES:
-            type_errs.append(E.invalid(f"{lp}.type", kind, "must be a standard limit type or fully qualified"))
+            type_errs.append(E.invalid(f"{lp}.type", kind,
+                                       "must be a standard limit type or fully qualified"))
         errs += type_errs
         if kind in seen:
             errs.append(E.duplicate(f"{lp}.type", kind))
@@ -3904,21 +3969,25 @@ def _limit_range_item(limit: dict, kind: str, path: str) -> Errors:
     if kind == "Pod":
         for field in ("default", "defaultRequest"):
             if _m(limit, field):
-                errs.append(E.forbidden(f"{path}.{field}", "may not be specified when `type` is 'Pod'"))
+                errs.append(E.forbidden(f"{path}.{field}",
+                                        "may not be specified when `type` is 'Pod'"))
     else:
         fields += ["default", "defaultRequest"]
     for field in fields:
         values[field] = {}
         for name, raw in _m(limit, field).items():
             fp = f"{path}.{field}[{name}]"
-            errs += (_container_resource_name if kind in ("Pod", "Container") else resource_name)(name, fp)
+            name_rule = _container_resource_name if kind in ("Pod", "Container") else resource_name
+            errs += name_rule(name, fp)
             try:
                 values[field][name] = parse_quantity(raw)
             except QuantityError as err:
                 errs.append(E.invalid(fp, raw, str(err)))
-    if kind == "PersistentVolumeClaim" and "storage" not in values["min"] and "storage" not in values["max"]:
-        errs.append(E.required(f"{path}.limits", "either minimum or maximum storage value is required, "
-                                                 "but neither was provided"))
+    if kind == "PersistentVolumeClaim" and not ("storage" in values["min"]
+                                                or "storage" in values["max"]):
+        errs.append(E.required(f"{path}.limits",
+                               "either minimum or maximum storage value is required, "
+                               "but neither was provided"))
     return errs + _limit_range_order(values, path)
 
 
@@ -3930,14 +3999,17 @@ def _limit_range_order(values: dict[str, dict[str, Quantity]], path: str) -> Err
         default, request = values.get("default", {}).get(k), values.get("defaultRequest", {}).get(k)
         ratio = values["maxLimitRequestRatio"].get(k)
         if lo and hi and lo.value > hi.value:
-            errs.append(E.invalid(f"{path}.min[{k}]", GoValue(str(lo)), f"min value {lo} is greater "
-                                                                        f"than max value {hi}"))
+            errs.append(E.invalid(f"{path}.min[{k}]", GoValue(str(lo)),
+                                  f"min value {lo} is greater "
+                                  f"than max value {hi}"))
         if request and lo and lo.value > request.value:
             errs.append(E.invalid(f"{path}.defaultRequest[{k}]", GoValue(str(request)),
-                                  f"min value {lo} is greater than default request value {request}"))
+                                  f"min value {lo} is greater than default request value "
+                                  f"{request}"))
         if request and hi and request.value > hi.value:
             errs.append(E.invalid(f"{path}.defaultRequest[{k}]", GoValue(str(request)),
-                                  f"default request value {request} is greater than max value {hi}"))
+                                  f"default request value {request} is greater than max value "
+                                  f"{hi}"))
         if request and default and request.value > default.value:
             errs.append(E.invalid(f"{path}.defaultRequest[{k}]", GoValue(str(request)),
                                   f"default request value {request} is greater than default limit "
@@ -3998,7 +4070,8 @@ def validate_storage_class(obj: dict, old: dict | None) -> Errors:
     if not provisioner:
         errs.append(E.required("provisioner"))
     else:
-        errs += _invalid_each("provisioner", provisioner.lower(), is_qualified_name(provisioner.lower()))
+        errs += _invalid_each("provisioner", provisioner.lower(),
+                              is_qualified_name(provisioner.lower()))
     params = _m(obj, "parameters")
     if len(params) > 512:
         errs.append(E.invalid("parameters", "Provisioner Parameters exceeded max allowed",
@@ -4012,7 +4085,8 @@ def validate_storage_class(obj: dict, old: dict | None) -> Errors:
     if mode is None:
         errs.append(E.required("volumeBindingMode"))
     elif mode not in ("Immediate", "WaitForFirstConsumer"):
-        errs.append(E.not_supported("volumeBindingMode", mode, ["Immediate", "WaitForFirstConsumer"]))
+        errs.append(E.not_supported("volumeBindingMode", mode,
+                                    ["Immediate", "WaitForFirstConsumer"]))
     if old is None:
         return errs
     if (obj.get("parameters") or {}) != (old.get("parameters") or {}):
@@ -4024,7 +4098,8 @@ def validate_storage_class(obj: dict, old: dict | None) -> Errors:
     return errs + immutable(mode, old.get("volumeBindingMode"), "volumeBindingMode")
 
 
-_SYSTEM_PRIORITY_CLASSES = {"system-node-critical": 2000001000, "system-cluster-critical": 2000000000}
+_SYSTEM_PRIORITY_CLASSES = {"system-node-critical": 2000001000,
+                            "system-cluster-critical": 2000000000}
 HIGHEST_USER_PRIORITY = 1000000000
 
 
@@ -4040,8 +4115,9 @@ def validate_priority_class(obj: dict, old: dict | None) -> Errors:
         elif obj.get("globalDefault") is True:
             problem = f"globalDefault of {name} PriorityClass must be false"
         if problem:
-            errs.append(E.forbidden("metadata.name", "priority class names with 'system-' prefix are "
-                                                     f"reserved for system use only. error: {problem}"))
+            errs.append(E.forbidden("metadata.name",
+                                    "priority class names with 'system-' prefix are "
+                                    f"reserved for system use only. error: {problem}"))
     elif value > HIGHEST_USER_PRIORITY:
         errs.append(E.forbidden("value", "maximum allowed value of a user defined priority is "
                                          f"{HIGHEST_USER_PRIORITY}"))
@@ -4050,7 +4126,8 @@ def validate_priority_class(obj: dict, old: dict | None) -> Errors:
     if old is not None:
         if value != _i(old, "value"):
             errs.append(E.forbidden("value", "may not be changed in an update."))
-        errs += immutable(obj.get("preemptionPolicy"), old.get("preemptionPolicy"), "preemptionPolicy")
+        errs += immutable(obj.get("preemptionPolicy"), old.get("preemptionPolicy"),
+                          "preemptionPolicy")
     return errs
 
 
@@ -4066,8 +4143,10 @@ def validate_ingress(obj: dict, old: dict | None) -> Errors:
     rules = spec.get("rules")
     errs: Errors = []
     if not rules and spec.get("defaultBackend") is None:
-        shown = GoValue("[]networking.IngressRule(nil)" if rules is None else "[]networking.IngressRule{}")
-        errs.append(E.invalid("spec", shown, "either `defaultBackend` or `rules` must be specified"))
+        shown = GoValue("[]networking.IngressRule(nil)" if rules is None
+                        else "[]networking.IngressRule{}")
+        errs.append(E.invalid("spec", shown,
+                              "either `defaultBackend` or `rules` must be specified"))
     if isinstance(spec.get("defaultBackend"), dict):
         errs += _ingress_backend(spec["defaultBackend"], "spec.defaultBackend")
     for i, rule in _dicts(spec, "rules"):
@@ -4079,10 +4158,12 @@ def validate_ingress(obj: dict, old: dict | None) -> Errors:
             errs += _invalid_each(f"spec.tls[{i}].hosts[{j}]", host, check(host))
         secret = _s(tls, "secretName")
         if secret:
-            errs += _invalid_each(f"spec.tls[{i}].secretName", secret, name_is_dns_subdomain(secret))
+            errs += _invalid_each(f"spec.tls[{i}].secretName", secret,
+                                  name_is_dns_subdomain(secret))
     class_name = spec.get("ingressClassName")
     if isinstance(class_name, str):
-        errs += _invalid_each("spec.ingressClassName", class_name, name_is_dns_subdomain(class_name))
+        errs += _invalid_each("spec.ingressClassName", class_name,
+                              name_is_dns_subdomain(class_name))
     return errs
 
 
@@ -4218,8 +4299,10 @@ def validate_network_policy(obj: dict, old: dict | None) -> Errors:
                 errs += _network_policy_peer(peer, f"{rp}.{peers}[{j}]")
     types = _l(spec, "policyTypes")
     if len(types) > 2:
-        shown = GoValue("[]networking.PolicyType{" + ", ".join(_go_quote(str(t)) for t in types) + "}")
-        return errs + [E.invalid("spec.policyTypes", shown, "may not specify more than two policyTypes")]
+        listed = ", ".join(_go_quote(str(t)) for t in types)
+        shown = GoValue("[]networking.PolicyType{" + listed + "}")
+        return errs + [E.invalid("spec.policyTypes", shown,
+                                 "may not specify more than two policyTypes")]
     for i, kind in enumerate(types):
         if kind not in ("Ingress", "Egress"):
             errs.append(E.not_supported(f"spec.policyTypes[{i}]", kind, ["Ingress", "Egress"]))
@@ -4236,14 +4319,17 @@ def _network_policy_port(port: dict, path: str) -> Errors:
         errs += _invalid_each(f"{path}.port", number, is_valid_port_num(number))
         if isinstance(end, int):
             if end < number:
-                errs.append(E.invalid(f"{path}.endPort", number, "must be greater than or equal to `port`"))
+                errs.append(E.invalid(f"{path}.endPort", number,
+                                      "must be greater than or equal to `port`"))
             errs += _invalid_each(f"{path}.endPort", end, is_valid_port_num(end))
     elif isinstance(number, str):
         if end is not None:
-            errs.append(E.invalid(f"{path}.endPort", end, "may not be specified when `port` is non-numeric"))
+            errs.append(E.invalid(f"{path}.endPort", end,
+                                  "may not be specified when `port` is non-numeric"))
         errs += _invalid_each(f"{path}.port", number, is_valid_port_name(number))
     elif end is not None:
-        errs.append(E.invalid(f"{path}.endPort", end, "may not be specified when `port` is not specified"))
+        errs.append(E.invalid(f"{path}.endPort", end,
+                              "may not be specified when `port` is not specified"))
     return errs
 
 
@@ -4312,7 +4398,8 @@ def validate_endpoint_slice(obj: dict, old: dict | None) -> Errors:
         elif port["protocol"] not in _PROTOCOLS:
             errs.append(E.not_supported(f"{pp}.protocol", port["protocol"], _PROTOCOLS))
         if isinstance(port.get("appProtocol"), str):
-            errs += _invalid_each(f"{pp}.appProtocol", port["appProtocol"], is_qualified_name(port["appProtocol"]))
+            errs += _invalid_each(f"{pp}.appProtocol", port["appProtocol"],
+                                  is_qualified_name(port["appProtocol"]))
     if old is not None:
         errs += immutable(kind, _s(old, "addressType"), "addressType")
     return errs
@@ -4340,9 +4427,11 @@ def _slice_endpoint(endpoint: dict, kind: str, path: str) -> Errors:
         elif kind == "FQDN":
             errs += _fqdn(text.rstrip("."), ap)
     if isinstance(endpoint.get("nodeName"), str):
-        errs += _invalid_each(f"{path}.nodeName", endpoint["nodeName"], name_is_dns_subdomain(endpoint["nodeName"]))
+        errs += _invalid_each(f"{path}.nodeName", endpoint["nodeName"],
+                              name_is_dns_subdomain(endpoint["nodeName"]))
     if isinstance(endpoint.get("hostname"), str):
-        errs += _invalid_each(f"{path}.hostname", endpoint["hostname"], is_dns1123_label(endpoint["hostname"]))
+        errs += _invalid_each(f"{path}.hostname", endpoint["hostname"],
+                              is_dns1123_label(endpoint["hostname"]))
     return errs + validate_labels(endpoint.get("deprecatedTopology"), f"{path}.deprecatedTopology")
 
 
@@ -4353,7 +4442,8 @@ def _fqdn(name: str, path: str) -> Errors:
     if msgs:
         return [E.invalid(path, name, ",".join(msgs))]
     if len(name.split(".")) < 2:
-        return [E.invalid(path, name, "should be a domain with at least two segments separated by dots")]
+        return [E.invalid(path, name,
+                          "should be a domain with at least two segments separated by dots")]
     return []
 
 
@@ -4365,9 +4455,11 @@ def validate_lease(obj: dict, old: dict | None) -> Errors:
         errs.append(E.invalid("spec.leaseDurationSeconds", duration, "must be greater than 0"))
     transitions = spec.get("leaseTransitions")
     if isinstance(transitions, int) and transitions < 0:
-        errs.append(E.invalid("spec.leaseTransitions", transitions, "must be greater than or equal to 0"))
+        errs.append(E.invalid("spec.leaseTransitions", transitions,
+                              "must be greater than or equal to 0"))
     if _s(spec, "preferredHolder") and not _s(spec, "strategy"):
-        errs.append(E.forbidden("spec.preferredHolder", "may only be specified if `strategy` is defined"))
+        errs.append(E.forbidden("spec.preferredHolder",
+                                "may only be specified if `strategy` is defined"))
     return errs
 
 
@@ -4395,9 +4487,11 @@ def _policy_rules(obj: dict, namespaced: bool) -> Errors:
                                       "non-resource URLs"))
             continue
         if not _l(rule, "apiGroups"):
-            errs.append(E.required(f"{rp}.apiGroups", "resource rules must supply at least one api group"))
+            errs.append(E.required(f"{rp}.apiGroups",
+                                   "resource rules must supply at least one api group"))
         if not _l(rule, "resources"):
-            errs.append(E.required(f"{rp}.resources", "resource rules must supply at least one resource"))
+            errs.append(E.required(f"{rp}.resources",
+                                   "resource rules must supply at least one resource"))
     return errs
 
 
@@ -4429,14 +4523,15 @@ def _role_binding(obj: dict, old: dict | None, namespaced: bool) -> Errors:
     if not _s(ref, "name"):
         errs.append(E.required("roleRef.name"))
     else:
-        errs += _invalid_each("roleRef.name", _s(ref, "name"), is_path_segment_name(_s(ref, "name")))
+        errs += _invalid_each("roleRef.name", _s(ref, "name"),
+                              is_path_segment_name(_s(ref, "name")))
     for i, subject in _dicts(obj, "subjects"):
         errs += _subject(subject, namespaced, f"subjects[{i}]")
     if old is not None:
         old_ref = _m(old, "roleRef")
         if any(_s(ref, f) != _s(old_ref, f) for f in ("apiGroup", "kind", "name")):
-            shown = GoValue(f'rbac.RoleRef{{APIGroup:{_go_quote(_s(ref, "apiGroup"))}, '
-                            f'Kind:{_go_quote(_s(ref, "kind"))}, Name:{_go_quote(_s(ref, "name"))}}}')
+            group, kind, name = (_go_quote(_s(ref, f)) for f in ("apiGroup", "kind", "name"))
+            shown = GoValue(f"rbac.RoleRef{{APIGroup:{group}, Kind:{kind}, Name:{name}}}")
             errs.append(E.invalid("roleRef", shown, "cannot change roleRef"))
     return errs
 
@@ -4495,7 +4590,8 @@ def validate_hpa(obj: dict, old: dict | None) -> Errors:
     errs: Errors = []
     min_replicas, max_replicas = spec.get("minReplicas"), _i(spec, "maxReplicas")
     if isinstance(min_replicas, int) and min_replicas < 1:
-        errs.append(E.invalid("spec.minReplicas", min_replicas, "must be greater than or equal to 1"))
+        errs.append(E.invalid("spec.minReplicas", min_replicas,
+                              "must be greater than or equal to 1"))
     if max_replicas < 1:
         errs.append(E.invalid("spec.maxReplicas", max_replicas, "must be greater than 0"))
     if isinstance(min_replicas, int) and max_replicas < min_replicas:
@@ -4543,12 +4639,15 @@ def _metric(metric: dict, path: str) -> Errors:
         if expected in ("resource", "containerResource"):
             if not _s(source, "name"):
                 errs.append(E.required(f"{path}.{expected}.name", "must specify a resource name"))
-            if target.get("averageUtilization") is None and target.get("averageValue") is None:
+            given = [target.get(f) is not None for f in ("averageUtilization", "averageValue")]
+            if not any(given):
                 errs.append(E.required(f"{path}.{expected}.target.averageUtilization",
-                                       "must set either a target raw value or a target utilization"))
-            elif target.get("averageUtilization") is not None and target.get("averageValue") is not None:
+                                       "must set either a target raw value or a target "
+                                       "utilization"))
+            elif all(given):
                 errs.append(E.forbidden(f"{path}.{expected}.target.averageValue",
-                                        "may not set both a target raw value and a target utilization"))
+                                        "may not set both a target raw value and a target "
+                                        "utilization"))
     return errs
 
 
@@ -4558,13 +4657,15 @@ def _metric_target(target: dict, path: str) -> Errors:
     if not kind:
         errs.append(E.required(f"{path}.type", "must specify a metric target type"))
     elif kind not in ("Utilization", "Value", "AverageValue"):
-        errs.append(E.invalid(f"{path}.type", kind, "must be either Utilization, Value, or AverageValue"))
+        errs.append(E.invalid(f"{path}.type", kind,
+                              "must be either Utilization, Value, or AverageValue"))
     for field in ("value", "averageValue"):
         raw = target.get(field)
         if raw is not None:
             try:
                 if parse_quantity(raw).value <= 0:
-                    errs.append(E.invalid(f"{path}.{field}", GoValue(str(parse_quantity(raw))), "must be positive"))
+                    errs.append(E.invalid(f"{path}.{field}", GoValue(str(parse_quantity(raw))),
+                                          "must be positive"))
             except QuantityError as err:
                 errs.append(E.invalid(f"{path}.{field}", raw, str(err)))
     utilization = target.get("averageUtilization")
@@ -4595,7 +4696,8 @@ def _scaling_rules(rules: dict, path: str) -> Errors:
         if period <= 0:
             errs.append(E.invalid(f"{pp}.periodSeconds", period, "must be greater than zero"))
         elif period > 1800:
-            errs.append(E.invalid(f"{pp}.periodSeconds", period, "must be less than or equal to 1800"))
+            errs.append(E.invalid(f"{pp}.periodSeconds", period,
+                                  "must be less than or equal to 1800"))
     return errs
 
 
@@ -4606,7 +4708,8 @@ def _event_namespace_rule(obj: dict, regarding: str) -> Errors:
         ok = (namespace == involved) if involved else namespace in ("", "default")
     else:
         ok = bool(involved) or namespace in ("default", "kube-system")
-    errs = [] if ok else [E.invalid("involvedObject.namespace", involved, "does not match event.namespace")]
+    errs = [] if ok else [E.invalid("involvedObject.namespace", involved,
+                                    "does not match event.namespace")]
     return errs + _invalid_each("namespace", namespace, is_dns1123_subdomain(namespace))
 
 
@@ -4639,7 +4742,9 @@ def validate_core_event(obj: dict, old: dict | None) -> Errors:
 def _event_series(series: Any) -> Errors:
     if not isinstance(series, dict):
         return []
-    errs = [] if _i(series, "count") >= 2 else [E.invalid("series.count", "", "should be at least 2")]
+    errs = []
+    if _i(series, "count") < 2:
+        errs.append(E.invalid("series.count", "", "should be at least 2"))
     if not series.get("lastObservedTime"):
         errs.append(E.required("series.lastObservedTime"))
     return errs
@@ -4695,7 +4800,9 @@ def validate_crd(obj: dict, old: dict | None) -> Errors:
 
     def crd_name(name: str, prefix: bool) -> list[str]:
         msgs = name_is_dns_subdomain(name, prefix)
-        return msgs + ([] if name == required_name else ['must be spec.names.plural+"."+spec.group'])
+        if name != required_name:
+            msgs = msgs + ['must be spec.names.plural+"."+spec.group']
+        return msgs
 
     errs = (validate_object_meta(meta, False, crd_name, kube_finalizers=False) if old is None
             else validate_object_meta_update(meta, _m(old, "metadata"), kube_finalizers=False))
@@ -4730,7 +4837,8 @@ def _crd_spec(spec: dict) -> Errors:
         if strategy not in ("None", "Webhook"):
             errs.append(E.not_supported("spec.conversion.strategy", strategy, ["None", "Webhook"]))
         if strategy == "Webhook" and not isinstance(conversion.get("webhook"), dict):
-            errs.append(E.required("spec.conversion.webhook", "must be present when strategy is Webhook"))
+            errs.append(E.required("spec.conversion.webhook",
+                                   "must be present when strategy is Webhook"))
     return errs
 
 
@@ -4831,7 +4939,8 @@ def _crd_stored_versions(obj: dict) -> Errors:
                           "must have at least one stored version")]
     for i, name in enumerate(stored):
         if name not in versions:
-            errs.append(E.invalid(f"status.storedVersions[{i}]", name, "must appear in spec.versions"))
+            errs.append(E.invalid(f"status.storedVersions[{i}]", name,
+                                  "must appear in spec.versions"))
     for name, version in versions.items():
         if version.get("storage") is True and name not in stored:
             errs.append(E.invalid("status.storedVersions", go_string_slice(stored),
@@ -4887,14 +4996,16 @@ def _structural(node: dict, path: str, level: str, errs: Errors) -> None:
                               "must be false if x-kubernetes-int-or-string is true"))
     if embedded and kind != "object":
         detail = "must be object if x-kubernetes-embedded-resource is true"
-        errs.append(E.required(f"{path}.type", detail) if not kind else E.invalid(f"{path}.type", kind, detail))
+        errs.append(E.invalid(f"{path}.type", kind, detail) if kind
+                    else E.required(f"{path}.type", detail))
     errs += _list_type_rules(node, path)
     props = _m(node, "properties")
     if level == "root" and isinstance(props.get("metadata"), dict):
         allowed = set(_m(props["metadata"], "properties")) <= {"name", "generateName"}
         if not allowed or _s(props["metadata"], "type") not in ("", "object"):
-            errs.append(E.forbidden(f"{path}.properties[metadata]", "must not specify anything other "
-                                    "than name and generateName, but metadata is implicitly specified"))
+            errs.append(E.forbidden(f"{path}.properties[metadata]",
+                                    "must not specify anything other than name and generateName, "
+                                    "but metadata is implicitly specified"))
     for key, child in props.items():
         if isinstance(child, dict):
             _structural(child, f"{path}.properties[{key}]", "field", errs)
@@ -4909,7 +5020,8 @@ def _list_type_rules(node: dict, path: str) -> Errors:
     keys = node.get("x-kubernetes-list-map-keys")
     errs: Errors = []
     if list_type is not None and list_type not in ("atomic", "map", "set"):
-        errs.append(E.not_supported(f"{path}.x-kubernetes-list-type", list_type, ["atomic", "map", "set"]))
+        errs.append(E.not_supported(f"{path}.x-kubernetes-list-type", list_type,
+                                    ["atomic", "map", "set"]))
     if list_type == "map" and not keys:
         errs.append(E.required(f"{path}.x-kubernetes-list-map-keys",
                                "must not be empty if x-kubernetes-list-type is map"))
@@ -4930,12 +5042,14 @@ def _go_number(value: Any) -> str:
     return str(value)
 
 
+_UUID = re.compile(r"[0-9a-fA-F]{8}-?([0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}")
+
 _FORMAT_CHECKS: dict[str, Callable[[str], bool]] = {
     "date-time": lambda s: re.fullmatch(
         r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})", s) is not None,
     "date": lambda s: re.fullmatch(r"\d{4}-\d{2}-\d{2}", s) is not None,
     "byte": lambda s: _base64_error_at(s) is None,
-    "uuid": lambda s: re.fullmatch(r"[0-9a-fA-F]{8}-?([0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}", s) is not None,
+    "uuid": lambda s: _UUID.fullmatch(s) is not None,
     "ipv4": lambda s: not is_valid_ip(s) and ":" not in s,
     "ipv6": lambda s: not is_valid_ip(s) and ":" in s,
     "cidr": lambda s: not is_valid_cidr(s),
@@ -5003,7 +5117,8 @@ class _CustomValidator:
         if int_or_string:
             ok = actual in ("integer", "string")
         else:
-            ok = not expected or actual == expected or (expected == "number" and actual == "integer")
+            ok = (not expected or actual == expected
+                  or (expected == "number" and actual == "integer"))
         if not ok:
             self.errors.append(_type_error(path, expected or "", value))
         return ok
@@ -5022,7 +5137,8 @@ class _CustomValidator:
         fmt = _kw_str(node, "format") or ""
         check = _FORMAT_CHECKS.get(fmt)
         if check is not None and not check(value):
-            self.errors.append(E.invalid(path, value, f'{path} in body must be of type {fmt}: "{value}"'))
+            self.errors.append(E.invalid(path, value,
+                                         f'{path} in body must be of type {fmt}: "{value}"'))
 
     def _number(self, value: float, node: dict, path: str) -> None:
         low, high = _kw_number(node, "minimum"), _kw_number(node, "maximum")
@@ -5039,8 +5155,10 @@ class _CustomValidator:
         step = _kw_number(node, "multipleOf")
         if step and step > 0 and Decimal(str(value)) % Decimal(str(step)) != 0:
             self._out_of_range(value, path, f"a multiple of {_go_number(step)}")
-        if node.get("format") == "int32" and isinstance(value, int) and not _INT32[0] <= value <= _INT32[1]:
-            self.errors.append(E.invalid(path, value, f'{path} in body must be of type int32: "{value}"'))
+        if (node.get("format") == "int32" and isinstance(value, int)
+                and not _INT32[0] <= value <= _INT32[1]):
+            self.errors.append(E.invalid(path, value,
+                                         f'{path} in body must be of type int32: "{value}"'))
 
     def _out_of_range(self, value: float, path: str, bound: str) -> None:
         self.errors.append(E.invalid(path, value, f"{path} in body should be {bound}"))
@@ -5095,7 +5213,8 @@ class _CustomValidator:
                                                    "schema (oneOf)"))
         not_ = node.get("not")
         if isinstance(not_, dict) and _passes(value, not_, path):
-            self.errors.append(E.invalid(path, "", f"{name} in body must not validate the schema (not)"))
+            self.errors.append(E.invalid(path, "",
+                                         f"{name} in body must not validate the schema (not)"))
 
 
 def _passes(value: Any, node: dict, path: str) -> bool:
@@ -5162,7 +5281,8 @@ def _list_type_errors(items: list, node: dict, path: str) -> Errors:
         seen = set()
         for i, item in enumerate(items):
             if item is not None and not isinstance(item, dict):
-                return [E.invalid(f"{path}[{i}]", item, "must be an object for an array of list-type map")]
+                return [E.invalid(f"{path}[{i}]", item,
+                                  "must be an object for an array of list-type map")]
             entry = {k: item.get(k) for k in keys if item is not None and k in item}
             key = _identity(entry)
             if key in seen:
@@ -5258,8 +5378,10 @@ KIND_RULES: dict[tuple[str, str], KindRules] = {
     ("discovery.k8s.io", "EndpointSlice"): KindRules(validate_endpoint_slice),
     ("coordination.k8s.io", "Lease"): KindRules(validate_lease),
     ("rbac.authorization.k8s.io", "Role"): KindRules(validate_role, name_is_path_segment),
-    ("rbac.authorization.k8s.io", "ClusterRole"): KindRules(validate_cluster_role, name_is_path_segment),
-    ("rbac.authorization.k8s.io", "RoleBinding"): KindRules(validate_role_binding, name_is_path_segment),
+    ("rbac.authorization.k8s.io", "ClusterRole"): KindRules(validate_cluster_role,
+                                                            name_is_path_segment),
+    ("rbac.authorization.k8s.io", "RoleBinding"): KindRules(validate_role_binding,
+                                                            name_is_path_segment),
     ("rbac.authorization.k8s.io", "ClusterRoleBinding"): KindRules(validate_cluster_role_binding,
                                                                    name_is_path_segment),
     ("policy", "PodDisruptionBudget"): KindRules(validate_pdb),

@@ -8,7 +8,12 @@ import orjson
 import pytest
 
 from sampan.api.decode import (
-    DuplicateField, apply_field_validation, decode, field_validation_directive, prune_unknown)
+    DuplicateField,
+    apply_field_validation,
+    decode,
+    field_validation_directive,
+    prune_unknown,
+)
 from sampan.api.errors import StatusError
 from sampan.api.schema import builtin
 
@@ -40,7 +45,7 @@ def test_duplicate_keys_are_reported_with_their_paths():
 
 
 def test_duplicate_at_the_root_and_in_a_map():
-    obj, dups = decode(b'{"a":1,"a":2,"metadata":{"labels":{"x":"1","x":"2"}}}', "application/json")
+    _, dups = decode(b'{"a":1,"a":2,"metadata":{"labels":{"x":"1","x":"2"}}}', "application/json")
     assert dups == ["a", "metadata.labels.x"]
 
 
@@ -58,12 +63,12 @@ def test_no_false_duplicates(body):
 
 
 def test_duplicate_next_to_escaped_colons_is_still_found():
-    obj, dups = decode(b'{"a":"\\u003a","a":"b"}', "application/json")
+    _, dups = decode(b'{"a":"\\u003a","a":"b"}', "application/json")
     assert dups == ["a"]
 
 
 def test_integers_beyond_64_bits_still_decode():
-    obj, dups = decode(b'{"n": 123456789012345678901234567890}', "application/json")
+    obj, _ = decode(b'{"n": 123456789012345678901234567890}', "application/json")
     assert obj["n"] == pytest.approx(1.2345678901234568e29)
 
 
@@ -253,7 +258,8 @@ def test_type_mismatches_are_left_for_validation():
 
 def test_strict_rejects_with_upstreams_message_and_causes():
     with pytest.raises(StatusError) as err:
-        apply_field_validation("Strict", ["spec.unknownField"], [DuplicateField("spec.replicas", "replicas")],
+        apply_field_validation("Strict", ["spec.unknownField"],
+                               [DuplicateField("spec.replicas", "replicas")],
                                kind="Deployment", version="v1")
     status = err.value.status()
     assert status["code"] == 400 and status["reason"] == "BadRequest"

@@ -72,7 +72,8 @@ def test_container_details():
     c = defaulted("", "v1", "Pod", {"spec": {"containers": [container]}})["spec"]["containers"][0]
     assert c["imagePullPolicy"] == "Never"  # set values are kept
     assert [p["protocol"] for p in c["ports"]] == ["TCP", "UDP"]
-    assert c["env"][0]["valueFrom"]["fieldRef"] == {"fieldPath": "spec.nodeName", "apiVersion": "v1"}
+    assert c["env"][0]["valueFrom"]["fieldRef"] == {"fieldPath": "spec.nodeName",
+                                                    "apiVersion": "v1"}
     assert c["livenessProbe"] == {"httpGet": {"port": 80, "path": "/", "scheme": "HTTP"},
                                   "timeoutSeconds": 1, "periodSeconds": 10, "successThreshold": 1,
                                   "failureThreshold": 3}
@@ -86,7 +87,8 @@ def test_requests_default_to_limits_and_quantities_are_canonical():
         "limits": {"cpu": "1000m", "memory": "1024Mi", "example.com/gpu": 1},
         "requests": {"cpu": 0.5, "ephemeral-storage": "0.0001"}}}
     pod = defaulted("", "v1", "Pod", {"spec": {"containers": [container],
-                                               "initContainers": [{"name": "i", "image": "x", "resources": {
+                                               "initContainers": [{"name": "i", "image": "x",
+                                                                   "resources": {
                                                    "limits": {"cpu": "2"}}}]}})
     resources = pod["spec"]["containers"][0]["resources"]
     assert resources["limits"] == {"cpu": "1", "memory": "1Gi", "example.com/gpu": "1"}
@@ -117,9 +119,11 @@ def test_volume_sources():
         {"name": "host", "hostPath": {"path": "/var/log"}},
         {"name": "info", "downwardAPI": {"items": [{"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]}},
         {"name": "proj", "projected": {"sources": [{"serviceAccountToken": {"path": "token"}},
-                                                   {"downwardAPI": {"items": [{"path": "n", "fieldRef": {
+                                                   {"downwardAPI": {"items": [{"path": "n",
+                                                                               "fieldRef": {
                                                        "fieldPath": "metadata.name"}}]}}]}},
-        {"name": "eph", "ephemeral": {"volumeClaimTemplate": {"spec": {"accessModes": ["ReadWriteOnce"]}}}},
+        {"name": "eph",
+         "ephemeral": {"volumeClaimTemplate": {"spec": {"accessModes": ["ReadWriteOnce"]}}}},
     ]
     v = defaulted("", "v1", "Pod", {"spec": pod_spec(volumes=volumes)})["spec"]["volumes"]
     assert v[0] == {"name": "scratch", "emptyDir": {}}
@@ -136,7 +140,8 @@ def test_volume_sources():
 
 def test_host_network_exposes_container_ports():
     spec = pod_spec(hostNetwork=True)
-    spec["containers"][0]["ports"] = [{"containerPort": 8080}, {"containerPort": 9090, "hostPort": 9090}]
+    spec["containers"][0]["ports"] = [{"containerPort": 8080},
+                                      {"containerPort": 9090, "hostPort": 9090}]
     ports = defaulted("", "v1", "Pod", {"spec": spec})["spec"]["containers"][0]["ports"]
     assert [p["hostPort"] for p in ports] == [8080, 9090]
 
@@ -154,7 +159,8 @@ def test_null_is_unset_and_set_values_stay():
 def test_deprecated_service_account_mirrors_the_name():
     pod = defaulted("", "v1", "Pod", {"spec": pod_spec(serviceAccount="builder")})
     assert pod["spec"]["serviceAccountName"] == pod["spec"]["serviceAccount"] == "builder"
-    pod = defaulted("", "v1", "Pod", {"spec": pod_spec(serviceAccountName="ci", serviceAccount="old")})
+    pod = defaulted("", "v1", "Pod",
+                    {"spec": pod_spec(serviceAccountName="ci", serviceAccount="old")})
     assert pod["spec"]["serviceAccountName"] == pod["spec"]["serviceAccount"] == "ci"
     assert "serviceAccount" not in defaulted("", "v1", "Pod", {"spec": pod_spec()})["spec"]
 
@@ -228,14 +234,16 @@ def test_stateful_set():
     assert sts["podManagementPolicy"] == "OrderedReady"
     assert sts["updateStrategy"] == {"type": "RollingUpdate",
                                      "rollingUpdate": {"partition": 0, "maxUnavailable": 1}}
-    assert sts["persistentVolumeClaimRetentionPolicy"] == {"whenDeleted": "Retain", "whenScaled": "Retain"}
+    assert sts["persistentVolumeClaimRetentionPolicy"] == {"whenDeleted": "Retain",
+                                                           "whenScaled": "Retain"}
     assert sts["replicas"] == 1 and sts["revisionHistoryLimit"] == 10
     claim = sts["volumeClaimTemplates"][0]
     assert claim["spec"]["volumeMode"] == "Filesystem" and claim["status"] == {"phase": "Pending"}
 
 
 def test_stateful_set_explicit_rolling_update_gets_no_rolling_update_block():
-    sts = defaulted("apps", "v1", "StatefulSet", {"spec": {"updateStrategy": {"type": "RollingUpdate"}}})
+    sts = defaulted("apps", "v1", "StatefulSet",
+                    {"spec": {"updateStrategy": {"type": "RollingUpdate"}}})
     assert sts["spec"]["updateStrategy"] == {"type": "RollingUpdate"}
 
 
@@ -248,7 +256,8 @@ def test_replication_controller_copies_template_labels():
 
 
 def test_job():
-    job = defaulted("batch", "v1", "Job", {"metadata": {"name": "j"}, "spec": {"template": TEMPLATE}})
+    job = defaulted("batch", "v1", "Job",
+                    {"metadata": {"name": "j"}, "spec": {"template": TEMPLATE}})
     assert {k: v for k, v in job["spec"].items() if k != "template"} == {
         "completions": 1, "parallelism": 1, "backoffLimit": 6, "completionMode": "NonIndexed",
         "suspend": False, "podReplacementPolicy": "TerminatingOrFailed"}
@@ -279,7 +288,8 @@ def test_cron_job():
 
 
 def test_cluster_ip_service():
-    spec = defaulted("", "v1", "Service", {"spec": {"ports": [{"port": 80}, {"port": 53, "protocol": "UDP",
+    spec = defaulted("", "v1", "Service",
+                     {"spec": {"ports": [{"port": 80}, {"port": 53, "protocol": "UDP",
                                                                              "targetPort": "dns"}]}})["spec"]
     assert spec == {
         "ports": [{"port": 80, "protocol": "TCP", "targetPort": 80},
@@ -316,7 +326,8 @@ def test_external_name_service_gets_no_ip_families():
 
 
 def test_secret():
-    secret = defaulted("", "v1", "Secret", {"data": {"a": "eA=="}, "stringData": {"b": "hello", "a": "y"}})
+    secret = defaulted("", "v1", "Secret",
+                       {"data": {"a": "eA=="}, "stringData": {"b": "hello", "a": "y"}})
     assert secret == {"type": "Opaque", "data": {"a": "eQ==", "b": "aGVsbG8="}}
     assert defaulted("", "v1", "Secret", {"type": "kubernetes.io/tls"})["type"] == "kubernetes.io/tls"
 
@@ -338,7 +349,8 @@ def test_persistent_volumes_and_claims():
     pv = defaulted("", "v1", "PersistentVolume", {"spec": {"capacity": {"storage": "1Gi"}}})
     assert pv["spec"]["persistentVolumeReclaimPolicy"] == "Retain"
     assert pv["spec"]["volumeMode"] == "Filesystem" and pv["status"] == {"phase": "Pending"}
-    pvc = defaulted("", "v1", "PersistentVolumeClaim", {"spec": {"resources": {"requests": {"storage": "1024Mi"}}}})
+    pvc = defaulted("", "v1", "PersistentVolumeClaim",
+                    {"spec": {"resources": {"requests": {"storage": "1024Mi"}}}})
     assert pvc["spec"]["volumeMode"] == "Filesystem" and pvc["status"] == {"phase": "Pending"}
     assert pvc["spec"]["resources"]["requests"]["storage"] == "1Gi"
 
@@ -384,8 +396,10 @@ def test_hpa_v2():
     assert spec["behavior"]["scaleUp"] == {"stabilizationWindowSeconds": 0, "selectPolicy": "Max",
                                            "policies": [
                                                {"type": "Pods", "value": 4, "periodSeconds": 15},
-                                               {"type": "Percent", "value": 100, "periodSeconds": 15}]}
-    assert spec["behavior"]["scaleDown"] == {"stabilizationWindowSeconds": 60, "selectPolicy": "Max",
+                                               {"type": "Percent", "value": 100,
+                                                "periodSeconds": 15}]}
+    assert spec["behavior"]["scaleDown"] == {"stabilizationWindowSeconds": 60,
+                                             "selectPolicy": "Max",
                                              "policies": [{"type": "Percent", "value": 100,
                                                            "periodSeconds": 15}]}
 
@@ -422,7 +436,8 @@ def test_custom_resource_definition():
     crd = defaulted("apiextensions.k8s.io", "v1", "CustomResourceDefinition", {"spec": {
         "names": {"plural": "pets", "kind": "Pet"},
         "versions": [{"name": "v1beta1", "storage": False}, {"name": "v1", "storage": True}]}})
-    assert crd["spec"]["names"] == {"plural": "pets", "kind": "Pet", "singular": "pet", "listKind": "PetList"}
+    assert crd["spec"]["names"] == {"plural": "pets", "kind": "Pet", "singular": "pet",
+                                    "listKind": "PetList"}
     assert crd["spec"]["conversion"] == {"strategy": "None"}
     assert crd["status"] == {"storedVersions": ["v1"]}
     webhook = defaulted("apiextensions.k8s.io", "v1", "CustomResourceDefinition", {"spec": {
@@ -463,7 +478,8 @@ SCHEMA = {
                     "protocol": {"type": "string", "default": "TCP"}}}},
                 "limits": {"type": "object", "additionalProperties": {
                     "type": "object", "default": {"max": 1},
-                    "properties": {"max": {"type": "integer"}, "unit": {"type": "string", "default": "cores"}}}},
+                    "properties": {"max": {"type": "integer"},
+                                   "unit": {"type": "string", "default": "cores"}}}},
                 "sizes": {"type": "array", "items": {"type": "integer", "default": 7}},
             },
         },

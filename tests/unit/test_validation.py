@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import copy
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -16,8 +17,13 @@ from sampan.api.errors import FieldError
 from sampan.api.registry import Registry, Resource
 from sampan.api.schema import builtin
 from sampan.api.validation import (
-    canonical_quantity, cron_schedule_error, is_qualified_name, parse_quantity, validate,
-    validate_custom)
+    canonical_quantity,
+    cron_schedule_error,
+    is_qualified_name,
+    parse_quantity,
+    validate,
+    validate_custom,
+)
 
 S = builtin()
 REGISTRY = Registry()
@@ -148,7 +154,8 @@ BASES: dict[str, tuple[str, str, str, Callable[[], dict]]] = {
     "NetworkPolicy": ("networking.k8s.io", "v1", "NetworkPolicy", lambda: {
         "metadata": meta(),
         "spec": {"podSelector": {"matchLabels": {"app": "web"}},
-                 "ingress": [{"from": [{"ipBlock": {"cidr": "10.0.0.0/8", "except": ["10.1.0.0/16"]}},
+                 "ingress": [{"from": [{"ipBlock": {"cidr": "10.0.0.0/8",
+                                                    "except": ["10.1.0.0/16"]}},
                                        {"podSelector": {}}],
                               "ports": [{"port": 80}, {"port": "http"}]}]}}),
     "EndpointSlice": ("discovery.k8s.io", "v1", "EndpointSlice", lambda: {
@@ -184,7 +191,8 @@ BASES: dict[str, tuple[str, str, str, Callable[[], dict]]] = {
                  "names": {"plural": "pets", "kind": "Pet", "shortNames": ["pt"]},
                  "versions": [{"name": "v1", "served": True, "storage": True,
                                "additionalPrinterColumns": [
-                                   {"name": "Species", "type": "string", "jsonPath": ".spec.species"}],
+                                   {"name": "Species", "type": "string",
+                                    "jsonPath": ".spec.species"}],
                                "subresources": {"status": {}, "scale": {
                                    "specReplicasPath": ".spec.replicas",
                                    "statusReplicasPath": ".status.replicas"}},
@@ -324,11 +332,13 @@ CASES: list[tuple[str, str, Mutation, str]] = [
      "name nor is it fully qualified"),
     ("finalizer invalid", "ConfigMap", put("metadata.finalizers", ["example.com/a b"]),
      f'metadata.finalizers: Invalid value: "example.com/a b": {NAME_PART_ERR}'),
-    ("orphan and foreground", "ConfigMap", put("metadata.finalizers", ["orphan", "foregroundDeletion"]),
+    ("orphan and foreground", "ConfigMap",
+     put("metadata.finalizers", ["orphan", "foregroundDeletion"]),
      'metadata.finalizers: Invalid value: []string{"orphan", "foregroundDeletion"}: finalizer '
      "orphan and foregroundDeletion cannot be both set"),
     ("owner reference fields", "ConfigMap",
-     put("metadata.ownerReferences", [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "d"}]),
+     put("metadata.ownerReferences",
+         [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "d"}]),
      'metadata.ownerReferences.uid: Invalid value: "": must not be empty'),
     ("two controllers", "ConfigMap", put("metadata.ownerReferences", [
         {"apiVersion": "v1", "kind": "A", "name": "a", "uid": "1", "controller": True},
@@ -369,7 +379,8 @@ CASES: list[tuple[str, str, Mutation, str]] = [
      'spec.containers[0].restartPolicyRules[0].action: Unsupported value: "Reboot": supported '
      'values: "Restart", "RestartAllContainers"'),
     ("container restart rule exit codes", "Pod", both(
-        put(f"{C0}.restartPolicy", "Never"), put(f"{C0}.restartPolicyRules", [{"action": "Restart"}])),
+        put(f"{C0}.restartPolicy", "Never"),
+        put(f"{C0}.restartPolicyRules", [{"action": "Restart"}])),
      "spec.containers[0].restartPolicyRules[0].exitCodes: Required value: must be specified"),
     ("pod-level resource names", "Pod", put("spec.resources", {"limits": {"example.com/gpu": "1"}}),
      'spec.resources.limits[example.com/gpu]: Unsupported value: "example.com/gpu": supported '
@@ -383,7 +394,8 @@ CASES: list[tuple[str, str, Mutation, str]] = [
      'spec.resources.requests[memory]: Invalid value: "1Gi": must be greater than or equal to '
      "aggregate container requests of 2Gi"),
     ("container limits within pod limits", "Pod", both(
-        put(f"{C0}.resources", {"limits": {"cpu": "2"}}), put("spec.resources", {"limits": {"cpu": "1"}})),
+        put(f"{C0}.resources", {"limits": {"cpu": "2"}}),
+        put("spec.resources", {"limits": {"cpu": "1"}})),
      'spec.containers[0].resources.limits[cpu]: Invalid value: "2": must be less than or equal to '
      "pod limits of 1"),
     ("resize policy resource", "Pod",
@@ -472,15 +484,18 @@ CASES: list[tuple[str, str, Mutation, str]] = [
      'spec.volumes[0].nfs.path: Invalid value: "x": must be an absolute path'),
     ("pvc claim name", "Pod", put("spec.volumes", [{"name": "v", "persistentVolumeClaim": {}}]),
      "spec.volumes[0].persistentVolumeClaim.claimName: Required value"),
-    ("mount of a missing volume", "Pod", put(f"{C0}.volumeMounts", [{"name": "nope", "mountPath": "/x"}]),
+    ("mount of a missing volume", "Pod",
+     put(f"{C0}.volumeMounts", [{"name": "nope", "mountPath": "/x"}]),
      'spec.containers[0].volumeMounts[0].name: Not found: "nope"'),
     ("mount path unique", "Pod", both(
         put("spec.volumes", [{"name": "a", "emptyDir": {}}, {"name": "b", "emptyDir": {}}]),
-        put(f"{C0}.volumeMounts", [{"name": "a", "mountPath": "/x"}, {"name": "b", "mountPath": "/x"}])),
+        put(f"{C0}.volumeMounts",
+            [{"name": "a", "mountPath": "/x"}, {"name": "b", "mountPath": "/x"}])),
      'spec.containers[0].volumeMounts[1].mountPath: Invalid value: "/x": must be unique'),
     ("bidirectional propagation", "Pod", both(
         put("spec.volumes", [{"name": "a", "emptyDir": {}}]),
-        put(f"{C0}.volumeMounts", [{"name": "a", "mountPath": "/x", "mountPropagation": "Bidirectional"}])),
+        put(f"{C0}.volumeMounts",
+            [{"name": "a", "mountPath": "/x", "mountPropagation": "Bidirectional"}])),
      "spec.containers[0].volumeMounts.mountPropagation: Forbidden: Bidirectional mount "
      "propagation is available only to privileged containers"),
     ("env name", "Pod", put(f"{C0}.env", [{"name": "A=B"}]),
@@ -520,7 +535,8 @@ CASES: list[tuple[str, str, Mutation, str]] = [
      'values: "HTTP", "HTTPS"'),
     ("exec command", "Pod", put(f"{C0}.lifecycle", {"preStop": {"exec": {}}}),
      "spec.containers[0].lifecycle.preStop.exec.command: Required value"),
-    ("sleep beyond grace period", "Pod", put(f"{C0}.lifecycle", {"preStop": {"sleep": {"seconds": 60}}}),
+    ("sleep beyond grace period", "Pod",
+     put(f"{C0}.lifecycle", {"preStop": {"sleep": {"seconds": 60}}}),
      "spec.containers[0].lifecycle.preStop.sleep: Invalid value: 60: must be non-negative and "
      "less than terminationGracePeriodSeconds (30)"),
     ("toleration exists with value", "Pod", put("spec.tolerations", [
@@ -591,7 +607,8 @@ CASES: list[tuple[str, str, Mutation, str]] = [
     ("ephemeral containers on create", "Pod", put("spec.ephemeralContainers", [
         {"name": "debug", "image": "busybox"}]),
      "spec.ephemeralContainers: Forbidden: cannot be set on create"),
-    ("deletion cost", "Pod", put("metadata.annotations", {"controller.kubernetes.io/pod-deletion-cost": "x"}),
+    ("deletion cost", "Pod",
+     put("metadata.annotations", {"controller.kubernetes.io/pod-deletion-cost": "x"}),
      'metadata.annotations[controller.kubernetes.io/pod-deletion-cost]: Invalid value: "x": must be '
      "a 32bit integer"),
     ("token projection needs a service account", "Pod", both(
@@ -601,7 +618,8 @@ CASES: list[tuple[str, str, Mutation, str]] = [
      "spec.volumes[0].projected.sources[0].serviceAccountToken: Forbidden: must not be specified "
      "when serviceAccountName is not set"),
     # workloads
-    ("deployment selector mismatch", "Deployment", put("spec.template.metadata.labels", {"app": "x"}),
+    ("deployment selector mismatch", "Deployment",
+     put("spec.template.metadata.labels", {"app": "x"}),
      'spec.template.metadata.labels: Invalid value: map[string]string{"app":"x"}: `selector` does '
      "not match template `labels`"),
     ("deployment selector required", "Deployment", drop("spec.selector"),
@@ -621,7 +639,8 @@ CASES: list[tuple[str, str, Mutation, str]] = [
      "not Supported"),
     ("template container", "Deployment", put(f"{TC0}.name", "App"),
      f'spec.template.spec.containers[0].name: Invalid value: "App": {LABEL_ERR}'),
-    ("template labels", "Deployment", put("spec.template.metadata.labels", {"app": "web", "x": "-"}),
+    ("template labels", "Deployment",
+     put("spec.template.metadata.labels", {"app": "web", "x": "-"}),
      f'spec.template.labels: Invalid value: "-": {LABEL_VALUE_ERR}'),
     ("rolling update zero", "Deployment", put("spec.strategy", {
         "type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": "0%"}}),
@@ -670,7 +689,8 @@ CASES: list[tuple[str, str, Mutation, str]] = [
     ("rc selector", "ReplicationController", put("spec.selector", {"app": "other"}),
      'spec.template.metadata.labels: Invalid value: map[string]string{"app":"web"}: `selector` '
      "does not match template `labels`"),
-    ("rc template", "ReplicationController", drop("spec.template"), "spec.template: Required value"),
+    ("rc template", "ReplicationController", drop("spec.template"),
+     "spec.template: Required value"),
     ("job restart policy", "Job", put("spec.template.spec.restartPolicy", "Always"),
      'spec.template.spec.restartPolicy: Unsupported value: "Always": supported values: '
      '"OnFailure", "Never"'),
@@ -716,7 +736,8 @@ CASES: list[tuple[str, str, Mutation, str]] = [
      'spec.podFailurePolicy.rules[0].onExitCodes.containerName: Invalid value: "nope": must be '
      "one of the container or initContainer names in the pod template"),
     ("pod failure policy condition status", "Job", put("spec.podFailurePolicy", {"rules": [
-        {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "Maybe"}]}]}),
+        {"action": "Ignore",
+         "onPodConditions": [{"type": "DisruptionTarget", "status": "Maybe"}]}]}),
      'spec.podFailurePolicy.rules[0].onPodConditions[0].status: Unsupported value: "Maybe": '
      'supported values: "False", "True", "Unknown"'),
     ("fail index needs per-index limit", "Job", put("spec.podFailurePolicy", {"rules": [
@@ -730,7 +751,8 @@ CASES: list[tuple[str, str, Mutation, str]] = [
      'spec.podReplacementPolicy: Unsupported value: "TerminatingOrFailed": supported values: '
      '"Failed"'),
     ("success policy rules", "Job", both(put("spec.completionMode", "Indexed"),
-                                          put("spec.completions", 3), put("spec.successPolicy", {})),
+                                          put("spec.completions", 3),
+                                          put("spec.successPolicy", {})),
      "spec.successPolicy.rules: Required value: at least one rules must be specified when the "
      "successPolicy is specified"),
     ("success policy indexed", "Job", put("spec.successPolicy", {"rules": [{"succeededCount": 1}]}),
@@ -768,14 +790,16 @@ CASES: list[tuple[str, str, Mutation, str]] = [
     ("cron job selector", "CronJob", put("spec.jobTemplate.spec.selector", SELECTOR),
      "spec.jobTemplate.spec.selector: Invalid value: &LabelSelector{MatchLabels:map[string]string"
      "{app: web,},MatchExpressions:[]LabelSelectorRequirement{},}: `selector` will be auto-generated"),
-    ("cron job template restart policy", "CronJob", put("spec.jobTemplate.spec.template.spec.restartPolicy", "Always"),
+    ("cron job template restart policy", "CronJob",
+     put("spec.jobTemplate.spec.template.spec.restartPolicy", "Always"),
      'spec.jobTemplate.spec.template.spec.restartPolicy: Unsupported value: "Always": supported '
      'values: "OnFailure", "Never"'),
     # services
     ("service ports required", "Service", put("spec.ports", []), "spec.ports: Required value"),
     ("service port range", "Service", put("spec.ports", [{"port": 0}]),
      "spec.ports[0].port: Invalid value: 0: must be between 1 and 65535, inclusive"),
-    ("service port names required", "Service", put("spec.ports", [{"port": 80}, {"port": 81, "name": "b"}]),
+    ("service port names required", "Service",
+     put("spec.ports", [{"port": 80}, {"port": 81, "name": "b"}]),
      "spec.ports[0].name: Required value"),
     ("service port name", "Service", put("spec.ports", [{"port": 80, "name": "Web"}]),
      f'spec.ports[0].name: Invalid value: "Web": {LABEL_ERR}'),
@@ -791,10 +815,12 @@ CASES: list[tuple[str, str, Mutation, str]] = [
     ("service type", "Service", put("spec.type", "Internal"),
      'spec.type: Unsupported value: "Internal": supported values: "ClusterIP", "ExternalName", '
      '"LoadBalancer", "NodePort"'),
-    ("service node port on cluster ip", "Service", put("spec.ports", [{"port": 80, "nodePort": 30080}]),
+    ("service node port on cluster ip", "Service",
+     put("spec.ports", [{"port": 80, "nodePort": 30080}]),
      "spec.ports[0].nodePort: Forbidden: may not be used when `type` is 'ClusterIP'"),
     ("service node port range", "Service", both(put("spec.type", "NodePort"),
-                                                put("spec.ports", [{"port": 80, "nodePort": 8080}])),
+                                                put("spec.ports",
+                                                    [{"port": 80, "nodePort": 8080}])),
      "spec.ports[0].nodePort: Invalid value: 8080: provided port is not in the valid range. The "
      "range of valid ports is 30000-32767"),
     ("service session affinity", "Service", put("spec.sessionAffinity", "Cookie"),
@@ -804,7 +830,8 @@ CASES: list[tuple[str, str, Mutation, str]] = [
         put("spec.sessionAffinityConfig", {"clientIP": {"timeoutSeconds": 100000}})),
      "spec.sessionAffinityConfig.clientIP.timeoutSeconds: Invalid value: 100000: must be greater "
      "than 0 and less than 86400"),
-    ("external name required", "Service", both(put("spec.type", "ExternalName"), put("spec.ports", []),
+    ("external name required", "Service",
+     both(put("spec.type", "ExternalName"), put("spec.ports", []),
                                                drop("spec.selector")),
      "spec.externalName: Required value"),
     ("external name invalid", "Service", both(put("spec.type", "ExternalName"),
@@ -844,7 +871,8 @@ CASES: list[tuple[str, str, Mutation, str]] = [
      "data[a/b]: Invalid value: \"a/b\": a valid config key must consist of alphanumeric "
      "characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used "
      "for validation is '[-._a-zA-Z0-9]+')"),
-    ("secret tls keys", "Secret", put("type", "kubernetes.io/tls"), "data[tls.crt]: Required value"),
+    ("secret tls keys", "Secret", put("type", "kubernetes.io/tls"),
+     "data[tls.crt]: Required value"),
     ("secret service account", "Secret", put("type", "kubernetes.io/service-account-token"),
      "metadata.annotations[kubernetes.io/service-account.name]: Required value"),
     ("secret docker config", "Secret", both(put("type", "kubernetes.io/dockerconfigjson"),
@@ -859,7 +887,8 @@ CASES: list[tuple[str, str, Mutation, str]] = [
     ("node taint effect", "Node", put("spec.taints", [{"key": "a", "effect": ""}]),
      "metadata.taints[0].effect: Required value"),
     ("node taint unique", "Node", put("spec.taints", [{"key": "a", "effect": "NoSchedule"},
-                                                     {"key": "a", "value": "b", "effect": "NoSchedule"}]),
+                                                     {"key": "a", "value": "b",
+                                                      "effect": "NoSchedule"}]),
      'metadata.taints[1]: Duplicate value: core.Taint{Key:"a", Value:"b", Effect:"NoSchedule", '
      "TimeAdded:(*v1.Time)(nil)}: taints must be unique by key and effect pair"),
     ("node pod cidr", "Node", put("spec.podCIDRs", ["10.244.1.0"]),
@@ -891,7 +920,8 @@ CASES: list[tuple[str, str, Mutation, str]] = [
      'spec.volumeMode: Unsupported value: "Raw": supported values: "Block", "Filesystem"'),
     ("limit range order", "LimitRange", put("spec.limits.0.min", {"cpu": "3"}),
      "spec.limits[0].min[cpu]: Invalid value: 3: min value 3 is greater than max value 2"),
-    ("limit range pod default", "LimitRange", put("spec.limits", [{"type": "Pod", "default": {"cpu": "1"}}]),
+    ("limit range pod default", "LimitRange",
+     put("spec.limits", [{"type": "Pod", "default": {"cpu": "1"}}]),
      "spec.limits[0].default: Forbidden: may not be specified when `type` is 'Pod'"),
     ("limit range type", "LimitRange", put("spec.limits", [{"type": "Volume"}]),
      'spec.limits[0].type: Invalid value: "Volume": must be a standard limit type or fully qualified'),
@@ -901,7 +931,8 @@ CASES: list[tuple[str, str, Mutation, str]] = [
      "spec.hard[pods]: Invalid value: 1500m: must be an integer"),
     ("quota scopes", "ResourceQuota", put("spec.scopes", ["BestEffort", "NotBestEffort"]),
      'spec.scopes: Invalid value: ["BestEffort","NotBestEffort"]: conflicting scopes'),
-    ("storage class provisioner", "StorageClass", drop("provisioner"), "provisioner: Required value"),
+    ("storage class provisioner", "StorageClass", drop("provisioner"),
+     "provisioner: Required value"),
     ("storage class reclaim", "StorageClass", put("reclaimPolicy", "Recycle"),
      'reclaimPolicy: Unsupported value: "Recycle": supported values: "Delete", "Retain"'),
     ("storage class binding", "StorageClass", put("volumeBindingMode", "Later"),
@@ -942,7 +973,8 @@ CASES: list[tuple[str, str, Mutation, str]] = [
                                             {"service": {"name": "web", "port": {}}}),
      "spec.rules[0].http.paths[0].backend: Required value: port name or number is required"),
     ("ingress backend service name", "Ingress", put("spec.rules.0.http.paths.0.backend",
-                                                    {"service": {"name": "1web", "port": {"number": 80}}}),
+                                                    {"service": {"name": "1web",
+                                                                 "port": {"number": 80}}}),
      f'spec.rules[0].http.paths[0].backend.service.name: Invalid value: "1web": {DNS1035_ERR}'),
     ("ingress paths", "Ingress", put("spec.rules.0.http.paths", []),
      "spec.rules[0].http.paths: Required value"),
@@ -955,12 +987,14 @@ CASES: list[tuple[str, str, Mutation, str]] = [
      'spec.controller: Invalid value: "nginx": must be a domain-prefixed path (such as "acme.io/foo")'),
     ("network policy peer", "NetworkPolicy", put("spec.ingress.0.from", [{}]),
      "spec.ingress[0].from[0]: Required value: must specify a peer"),
-    ("network policy ip block", "NetworkPolicy", put("spec.ingress.0.from.0.ipBlock.except", ["11.0.0.0/16"]),
+    ("network policy ip block", "NetworkPolicy",
+     put("spec.ingress.0.from.0.ipBlock.except", ["11.0.0.0/16"]),
      'spec.ingress[0].from[0].ipBlock.except[0]: Invalid value: "11.0.0.0/16": must be a strict '
      "subset of `cidr`"),
     ("network policy both peers", "NetworkPolicy", put("spec.ingress.0.from.0.podSelector", {}),
      "spec.ingress[0].from[0]: Forbidden: may not specify both ipBlock and another peer"),
-    ("network policy end port", "NetworkPolicy", put("spec.ingress.0.ports", [{"port": 80, "endPort": 70}]),
+    ("network policy end port", "NetworkPolicy",
+     put("spec.ingress.0.ports", [{"port": 80, "endPort": 70}]),
      "spec.ingress[0].ports[0].endPort: Invalid value: 80: must be greater than or equal to `port`"),
     ("network policy types", "NetworkPolicy", put("spec.policyTypes", ["Both"]),
      'spec.policyTypes[0]: Unsupported value: "Both": supported values: "Ingress", "Egress"'),
@@ -977,7 +1011,8 @@ CASES: list[tuple[str, str, Mutation, str]] = [
      "rules[0].verbs: Required value: verbs must contain at least one value"),
     ("role resources", "Role", put("rules.0.resources", []),
      "rules[0].resources: Required value: resource rules must supply at least one resource"),
-    ("role non resource urls", "Role", put("rules", [{"nonResourceURLs": ["/metrics"], "verbs": ["get"]}]),
+    ("role non resource urls", "Role",
+     put("rules", [{"nonResourceURLs": ["/metrics"], "verbs": ["get"]}]),
      'rules[0].nonResourceURLs: Invalid value: []string{"/metrics"}: namespaced rules cannot apply '
      "to non-resource URLs"),
     ("cluster role mixed rule", "ClusterRole", put("rules.0.resources", ["pods"]),
@@ -993,7 +1028,8 @@ CASES: list[tuple[str, str, Mutation, str]] = [
      'subjects[0].kind: Unsupported value: "Robot": supported values: "ServiceAccount", "User", "Group"'),
     ("binding subject namespace", "ClusterRoleBinding", drop("subjects.1.namespace"),
      "subjects[1].namespace: Required value"),
-    ("binding subject group", "RoleBinding", put("subjects.1.apiGroup", "rbac.authorization.k8s.io"),
+    ("binding subject group", "RoleBinding",
+     put("subjects.1.apiGroup", "rbac.authorization.k8s.io"),
      'subjects[1].apiGroup: Unsupported value: "rbac.authorization.k8s.io": supported values: ""'),
     # policy, autoscaling
     ("pdb both", "PodDisruptionBudget", put("spec.maxUnavailable", 1),
@@ -1043,10 +1079,12 @@ CASES: list[tuple[str, str, Mutation, str]] = [
      put("spec.versions.0.schema.openAPIV3Schema.properties.spec.properties.species", {}),
      "spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[species].type: Required "
      "value: must not be empty for specified object fields"),
-    ("crd root type", "CustomResourceDefinition", put("spec.versions.0.schema.openAPIV3Schema.type", "array"),
+    ("crd root type", "CustomResourceDefinition",
+     put("spec.versions.0.schema.openAPIV3Schema.type", "array"),
      'spec.versions[0].schema.openAPIV3Schema.type: Invalid value: "array": must be object at the root'),
     ("crd array items", "CustomResourceDefinition",
-     put("spec.versions.0.schema.openAPIV3Schema.properties.spec.properties.species", {"type": "array"}),
+     put("spec.versions.0.schema.openAPIV3Schema.properties.spec.properties.species",
+         {"type": "array"}),
      "spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[species].items: Required "
      "value: must be specified"),
     ("crd list map keys", "CustomResourceDefinition",
@@ -1078,7 +1116,8 @@ def test_rule(key, mutate, expected):
 UPDATES: list[tuple[str, str, Mutation, str]] = [
     ("name", "ConfigMap", put("metadata.name", "other"),
      'metadata.name: Invalid value: "other": field is immutable'),
-    ("uid", "ConfigMap", put("metadata.uid", "u-2"), 'metadata.uid: Invalid value: "u-2": field is immutable'),
+    ("uid", "ConfigMap", put("metadata.uid", "u-2"),
+     'metadata.uid: Invalid value: "u-2": field is immutable'),
     ("generation", "ConfigMap", put("metadata.generation", 1),
      "metadata.generation: Invalid value: 1: must not be decremented"),
     ("pod spec", "Pod", put("spec.restartPolicy", "Never"),
@@ -1105,7 +1144,8 @@ UPDATES: list[tuple[str, str, Mutation, str]] = [
      "'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' "
      "are forbidden"),
     ("job template", "Job", put(f"{TC0}.image", "other"), "spec.template: Invalid value: "),
-    ("job completions", "Job", put("spec.completions", 5), "spec.completions: Invalid value: 5: field is immutable"),
+    ("job completions", "Job", put("spec.completions", 5),
+     "spec.completions: Invalid value: 5: field is immutable"),
     ("service cluster ip", "Service", both(put("spec.clusterIP", "10.96.0.20"),
                                            put("spec.clusterIPs", ["10.96.0.20"])),
      'spec.clusterIPs[0]: Invalid value: []string{"10.96.0.20"}: may not change once set'),
@@ -1121,9 +1161,11 @@ UPDATES: list[tuple[str, str, Mutation, str]] = [
      'Name:"writer"}: cannot change roleRef'),
     ("storage class parameters", "StorageClass", put("parameters", {"type": "hdd"}),
      "parameters: Forbidden: updates to parameters are forbidden."),
-    ("priority class value", "PriorityClass", put("value", 5), "value: Forbidden: may not be changed in an update."),
+    ("priority class value", "PriorityClass", put("value", 5),
+     "value: Forbidden: may not be changed in an update."),
     ("endpoint slice address type", "EndpointSlice", both(put("addressType", "IPv6"),
-                                                          put("endpoints.0.addresses", ["fd00::1"])),
+                                                          put("endpoints.0.addresses",
+                                                              ["fd00::1"])),
      'addressType: Invalid value: "IPv6": field is immutable'),
     ("crd group", "CustomResourceDefinition", both(put("spec.group", "zoo.example.org"),
                                                    put("metadata.name", "pets.zoo.example.org")),
@@ -1139,12 +1181,14 @@ UPDATES: list[tuple[str, str, Mutation, str]] = [
 _PRIOR_STATE: dict[str, Mutation] = {
     "Pod": both(put("spec.tolerations", [{"key": "k", "operator": "Exists"}]),
                 put("spec.activeDeadlineSeconds", 100)),
-    "ConfigMap": both(put("immutable", True), put("metadata.generation", 2), put("metadata.uid", "u-1")),
+    "ConfigMap": both(put("immutable", True), put("metadata.generation", 2),
+                      put("metadata.uid", "u-1")),
     "Service": both(put("spec.clusterIP", "10.96.0.10"), put("spec.clusterIPs", ["10.96.0.10"])),
 }
 
 
-@pytest.mark.parametrize("key, mutate, expected", [u[1:] for u in UPDATES], ids=[u[0] for u in UPDATES])
+@pytest.mark.parametrize("key, mutate, expected", [u[1:] for u in UPDATES],
+                         ids=[u[0] for u in UPDATES])
 def test_update_rule(key, mutate, expected):
     old = base(key)
     _PRIOR_STATE.get(key, lambda o: None)(old)
@@ -1216,7 +1260,8 @@ def test_missing_required_field_with_no_hand_written_rule():
     assert messages(role, "Role") == ["rules[0].verbs: Required value: verbs must contain at least one value"]
     binding = base("RoleBinding")
     del binding["roleRef"]
-    assert "roleRef: Required value" not in messages(binding, "RoleBinding")  # roleRef.* errors cover it
+    assert "roleRef: Required value" not in messages(binding,
+                                                     "RoleBinding")  # roleRef.* errors cover it
     assert "roleRef.name: Required value" in messages(binding, "RoleBinding")
     hpa = base("HorizontalPodAutoscaler")
     del hpa["spec"]["scaleTargetRef"]
@@ -1225,7 +1270,8 @@ def test_missing_required_field_with_no_hand_written_rule():
 
 @pytest.mark.parametrize("key, mutate", [
     ("Pod", put(f"{C0}.lifecycle", {"preStop": {"sleep": {}}})),
-    ("Pod", put(f"{C0}.readinessProbe", {"httpGet": {"port": 80, "httpHeaders": [{"name": "X-A"}]}})),
+    ("Pod",
+     put(f"{C0}.readinessProbe", {"httpGet": {"port": 80, "httpHeaders": [{"name": "X-A"}]}})),
     ("Pod", put("spec.securityContext", {"sysctls": [{"name": "kernel.shm_rmid_forced"}]})),
     ("Pod", put("spec.volumes", [{"name": "v", "iscsi": {
         "targetPortal": "10.0.0.1:3260", "iqn": "iqn.2001-04.com.example:storage"}}])),
@@ -1279,7 +1325,8 @@ def test_required_field_reported_by_its_holder_is_not_repeated():
      "spec.containers[0].resources.limits.cpu: Invalid value: \"1K\": unable to parse quantity's suffix"),
     ("Deployment", put("spec.replicas", 2 ** 31),
      "spec.replicas: Invalid value: 2147483648: must be between -2147483648 and 2147483647"),
-    ("Secret", put("data", {"a": "!!"}), "data.a: Invalid value: illegal base64 data at input byte 0"),
+    ("Secret", put("data", {"a": "!!"}),
+     "data.a: Invalid value: illegal base64 data at input byte 0"),
 ], ids=["integer", "array", "boolean", "string", "int-or-string", "quantity", "quantity suffix",
         "int32", "base64"])
 def test_wrongly_typed_values(key, mutate, expected):
@@ -1372,7 +1419,8 @@ PET_SCHEMA = {
             "properties": {
                 "species": {"type": "string", "enum": ["cat", "dog"]},
                 "age": {"type": "integer", "minimum": 0, "maximum": 30},
-                "weight": {"type": "number", "exclusiveMinimum": True, "minimum": 0, "multipleOf": 0.5},
+                "weight": {"type": "number", "exclusiveMinimum": True, "minimum": 0,
+                           "multipleOf": 0.5},
                 "name": {"type": "string", "minLength": 2, "maxLength": 5, "pattern": "^[a-z]+$"},
                 "born": {"type": "string", "format": "date-time"},
                 "tags": {"type": "array", "items": {"type": "string"}, "maxItems": 3,
@@ -1389,8 +1437,10 @@ PET_SCHEMA = {
                 "extra": {"x-kubernetes-preserve-unknown-fields": True},
                 "labels": {"type": "object", "maxProperties": 1,
                            "additionalProperties": {"type": "string"}},
-                "contact": {"type": "object", "anyOf": [{"required": ["email"]}, {"required": ["phone"]}],
-                            "properties": {"email": {"type": "string"}, "phone": {"type": "string"}}},
+                "contact": {"type": "object",
+                            "anyOf": [{"required": ["email"]}, {"required": ["phone"]}],
+                            "properties": {"email": {"type": "string"},
+                                           "phone": {"type": "string"}}},
             },
         },
     },
@@ -1417,31 +1467,40 @@ def test_a_valid_custom_resource():
 
 @pytest.mark.parametrize("spec, expected", [
     ({"species": "cow"}, 'spec.species: Unsupported value: "cow": supported values: "cat", "dog"'),
-    ({"age": "3"}, 'spec.age: Invalid value: "string": spec.age in body must be of type integer: "string"'),
-    ({"age": 31}, "spec.age: Invalid value: 31: spec.age in body should be less than or equal to 30"),
-    ({"age": -1}, "spec.age: Invalid value: -1: spec.age in body should be greater than or equal to 0"),
+    ({"age": "3"},
+     'spec.age: Invalid value: "string": spec.age in body must be of type integer: "string"'),
+    ({"age": 31},
+     "spec.age: Invalid value: 31: spec.age in body should be less than or equal to 30"),
+    ({"age": -1},
+     "spec.age: Invalid value: -1: spec.age in body should be greater than or equal to 0"),
     ({"weight": 0}, "spec.weight: Invalid value: 0: spec.weight in body should be greater than 0"),
-    ({"weight": 1.2}, "spec.weight: Invalid value: 1.2: spec.weight in body should be a multiple of 0.5"),
+    ({"weight": 1.2},
+     "spec.weight: Invalid value: 1.2: spec.weight in body should be a multiple of 0.5"),
     ({"name": "abcdef"}, "spec.name: Too long: may not be longer than 5"),
-    ({"name": "a"}, 'spec.name: Invalid value: "a": spec.name in body should be at least 2 chars long'),
-    ({"name": "Tom"}, "spec.name: Invalid value: \"Tom\": spec.name in body should match '^[a-z]+$'"),
+    ({"name": "a"},
+     'spec.name: Invalid value: "a": spec.name in body should be at least 2 chars long'),
+    ({"name": "Tom"},
+     "spec.name: Invalid value: \"Tom\": spec.name in body should match '^[a-z]+$'"),
     ({"born": "yesterday"}, 'spec.born: Invalid value: "yesterday": spec.born in body must be of '
                             'type date-time: "yesterday"'),
     ({"tags": ["a", "b", "c", "d"]}, "spec.tags: Too many: 4: must have at most 3 items"),
     ({"tags": ["a", "a"]}, 'spec.tags[1]: Duplicate value: "a"'),
     ({"toys": []}, "spec.toys: Invalid value: 0: spec.toys in body should have at least 1 items"),
-    ({"toys": ["a", "a"]}, 'spec.toys: Invalid value: "": spec.toys in body shouldn\'t contain duplicates'),
+    ({"toys": ["a", "a"]},
+     'spec.toys: Invalid value: "": spec.toys in body shouldn\'t contain duplicates'),
     ({"ports": [{"name": "a"}, {"name": "a", "port": 2}]},
      'spec.ports[1]: Duplicate value: map[string]interface {}{"name":"a"}'),
     ({"ports": [{"name": "a", "port": True}]},
      'spec.ports[0].port: Invalid value: "boolean": spec.ports[0].port in body must be of type '
      'integer,string: "boolean"'),
-    ({"vet": None}, 'spec.vet: Invalid value: "null": spec.vet in body must be of type string: "null"'),
+    ({"vet": None},
+     'spec.vet: Invalid value: "null": spec.vet in body must be of type string: "null"'),
     ({"labels": {"a": "1", "b": "2"}}, "spec.labels: Too many: 2: must have at most 1 items"),
     ({"labels": {"a": 1}}, 'spec.labels.a: Invalid value: "integer": spec.labels.a in body must be '
                            'of type string: "integer"'),
-    ({"contact": {}}, 'spec.contact: Invalid value: "": spec.contact in body must validate at least '
-                      "one schema (anyOf)"),
+    ({"contact": {}},
+     'spec.contact: Invalid value: "": spec.contact in body must validate at least '
+     "one schema (anyOf)"),
 ])
 def test_custom_resource_rules(spec, expected):
     obj = pet()
@@ -1471,7 +1530,8 @@ def test_custom_resource_metadata():
 
 
 def test_custom_resources_through_validate():
-    crd_version = {"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": PET_SCHEMA}}
+    crd_version = {"name": "v1", "served": True, "storage": True,
+                   "schema": {"openAPIV3Schema": PET_SCHEMA}}
     resource = Resource("zoo.example.com", "v1", "pets", "Pet", True, crd=crd_version)
     assert [e.message() for e in validate(pet(species="cow"), resource, S)] == [
         'spec.species: Unsupported value: "cow": supported values: "cat", "dog"']
