@@ -35,7 +35,16 @@ class Admission:
         if resource.kind == "Pod" and resource.group == "" and operation == "CREATE":
             self._service_account(obj)
         if resource.kind == "Service" and resource.group == "" and operation == "CREATE":
-            self._allocate_cluster_ip(obj)
+            self._allocate_cluster_ip(obj, None)
+            self._allocate_node_ports(obj, None)
+
+    def admit_update(self, resource: Resource, obj: dict[str, Any], old: dict[str, Any]) -> None:
+        """Mutating admission of an update (synchronous: it runs inside the CAS retry loop)."""
+        if resource.kind == "Service" and resource.group == "":
+            self._keep_allocations(obj, old)
+            self._drop_type_dependent_fields(obj, old)
+            self._allocate_cluster_ip(obj, old)
+            self._allocate_node_ports(obj, old)
 
     async def validate(self, resource: Resource, obj: dict[str, Any], old: dict[str, Any] | None,
                        ctx: Context, operation: str) -> None:
@@ -72,8 +81,81 @@ class Admission:
         spec["serviceAccountName"] = name
         spec["serviceAccount"] = name
 
-    def _allocate_cluster_ip(self, svc: dict[str, Any]) -> None:
+    @staticmethod
+    def _keep_allocations(svc: dict[str, Any], old: dict[str, Any]) -> None:
+        """An update that leaves out what the server allocated keeps it (upstream's
+        patchAllocatedValues)."""
+        spec, old_spec = svc.setdefault("spec", {}), old.get("spec") or {}
+        if spec.get("type") == "ExternalName":
+            return
+        for field in ("clusterIP", "clusterIPs"):
+            if not spec.get(field) and old_spec.get(field):
+                spec[field] = old_spec[field]
+        if spec.get("type") in ("NodePort", "LoadBalancer"):
+            old_ports = {(p.get("port"), p.get("protocol", "TCP")): p.get("nodePort")
+                         for p in old_spec.get("ports") or []}
+            for port in spec.get("ports") or []:
+                previous = old_ports.get((port.get("port"), port.get("protocol", "TCP")))
+                if not port.get("nodePort") and previous:
+                    port["nodePort"] = previous
+            if not spec.get("healthCheckNodePort") and old_spec.get("healthCheckNodePort"):
+                spec["healthCheckNodePort"] = old_spec["healthCheckNodePort"]
+
+    @staticmethod
+    def _drop_type_dependent_fields(svc: dict[str, Any], old: dict[str, Any]) -> None:
+        """When a Service stops being externally reachable, the fields only such Services carry
+        go too, unless the update itself set them (upstream's dropTypeDependentFields)."""
+        spec, old_spec = svc.setdefault("spec", {}), old.get("spec") or {}
+        if spec.get("type") in ("NodePort", "LoadBalancer"):
+            return
+        for field in ("externalTrafficPolicy", "healthCheckNodePort"):
+            if field in spec and spec.get(field) == old_spec.get(field):
+                del spec[field]
+        if spec.get("type") != "LoadBalancer":
+            for field in ("allocateLoadBalancerNodePorts", "loadBalancerClass"):
+                if field in spec and spec.get(field) == old_spec.get(field):
+                    del spec[field]
+
+    def _allocate_node_ports(self, svc: dict[str, Any], old: dict[str, Any] | None) -> None:
         spec = svc.setdefault("spec", {})
+        kind = spec.get("type", "ClusterIP")
+        if kind not in ("NodePort", "LoadBalancer"):
+            for port in spec.get("ports") or []:
+                port.pop("nodePort", None)
+            return
+        mine = self._own_node_ports(old)
+        name = svc["metadata"].get("name", "")
+        for i, port in enumerate(spec.get("ports") or []):
+            if port.get("nodePort"):
+                if port["nodePort"] not in mine:
+                    self._claim_node_port(port["nodePort"], name, f"spec.ports[{i}].nodePort")
+                continue
+            port["nodePort"] = self.api.node_ports.allocate()
+        local = spec.get("externalTrafficPolicy") == "Local"
+        if kind == "LoadBalancer" and local and not spec.get("healthCheckNodePort"):
+            spec["healthCheckNodePort"] = self.api.node_ports.allocate()
+
+    @staticmethod
+    def _own_node_ports(old: dict[str, Any] | None) -> set[int]:
+        if old is None:
+            return set()
+        spec = old.get("spec") or {}
+        ports = {p.get("nodePort") for p in spec.get("ports") or [] if p.get("nodePort")}
+        if spec.get("healthCheckNodePort"):
+            ports.add(spec["healthCheckNodePort"])
+        return ports
+
+    def _claim_node_port(self, port: int, name: str, field: str) -> None:
+        problem = self.api.node_ports.check(port)
+        if problem:
+            raise errors.invalid_error("Service", name, [errors.invalid(field, port, problem)])
+        self.api.node_ports.reserve(port)
+
+    def _allocate_cluster_ip(self, svc: dict[str, Any], old: dict[str, Any] | None) -> None:
+        spec = svc.setdefault("spec", {})
+        if old is not None and spec.get("clusterIP") and \
+                spec.get("clusterIP") == (old.get("spec") or {}).get("clusterIP"):
+            return  # already this Service's; validation rejects changing it
         if spec.get("type") == "ExternalName" or spec.get("clusterIP") == "None":
             if spec.get("clusterIP") == "None":
                 spec["clusterIPs"] = ["None"]

@@ -63,3 +63,41 @@ class ClusterIPAllocator:
 
     def reserve(self, ip: str) -> None:
         self._pending[ip] = time.monotonic()
+
+
+class NodePortAllocator:
+    """Node ports for NodePort and LoadBalancer Services, from the node port range."""
+
+    PENDING_TTL = 30.0
+
+    def __init__(self, low: int, high: int, in_use: Callable[[], Iterable[int]]):
+        self.low, self.high = low, high
+        self._in_use = in_use
+        self._pending: dict[int, float] = {}
+        self._rng = random.Random()
+
+    def _used(self) -> set[int]:
+        now = time.monotonic()
+        self._pending = {p: t for p, t in self._pending.items() if now - t < self.PENDING_TTL}
+        used = set(self._in_use())
+        used.update(self._pending)
+        return used
+
+    def allocate(self) -> int:
+        used = self._used()
+        free = [p for p in range(self.low, self.high + 1) if p not in used]
+        if not free:
+            raise RuntimeError("the node port range is full")
+        port = self._rng.choice(free)
+        self._pending[port] = time.monotonic()
+        return port
+
+    def check(self, port: int) -> str | None:
+        if not isinstance(port, int) or not self.low <= port <= self.high:
+            return f"provided port is not in the valid range. The range of valid ports is {self.low}-{self.high}"
+        if port in self._used():
+            return "provided port is already allocated"
+        return None
+
+    def reserve(self, port: int) -> None:
+        self._pending[port] = time.monotonic()

@@ -85,7 +85,7 @@ class Codec:
                                                                   resource.kind):
                 raise errors.unsupported_body(content_type)
             return protobuf.decode(body), []
-        return decoding.decode(body, content_type)
+        return decoding.decode(body, content_type, kind=resource.kind)
 
     def decode_apply(self, body: bytes) -> dict[str, Any]:
         try:
@@ -97,12 +97,14 @@ class Codec:
         return obj
 
     def field_validation(self, obj: dict[str, Any], resource: Resource, duplicates: list[str],
-                         directive: str) -> list[str]:
+                         directive: str, options_kind: str = "CreateOptions") -> list[str]:
         """Prune unknown fields; by ``directive`` fail (Strict), warn (Warn) or stay silent."""
         root = self.schemata.root(resource)
         unknown = decoding.prune_unknown(obj, root, self.schemata.schemas)
         return decoding.apply_field_validation(directive, unknown, duplicates,
-                                               kind=resource.kind, version=resource.version)
+                                               kind=resource.kind, version=resource.version,
+                                               options_kind=options_kind,
+                                               custom_resource=resource.crd is not None)
 
 
 class Defaulter:
@@ -125,7 +127,8 @@ class Validator:
                  old: dict[str, Any] | None) -> list[errors.FieldError]:
         resource = self.schemata.storage_resource(resource)
         if resource.crd is not None:
-            return validation.validate_custom(obj, crd_version_schema(resource), old=old)
+            return validation.validate_custom(obj, crd_version_schema(resource), old=old,
+                                              namespaced=resource.namespaced)
         return validation.validate(obj, resource, self.schemata.schemas, old=old)
 
 

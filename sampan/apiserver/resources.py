@@ -372,7 +372,9 @@ class ResourceHandlers:
         elif not isinstance(meta, dict):
             raise errors.bad_request(f"{resource.kind} in version \"{resource.version}\" cannot be "
                                      "handled as a " + resource.kind + ": metadata must be an object")
-        ctx.warnings.extend(self.api.codec.field_validation(obj, resource, duplicates, ctx.field_validation))
+        options = "UpdateOptions" if request.method == "PUT" else "CreateOptions"
+        ctx.warnings.extend(self.api.codec.field_validation(obj, resource, duplicates,
+                                                            ctx.field_validation, options))
         return obj
 
     def check_type(self, obj: dict[str, Any], resource: Resource) -> None:
@@ -500,6 +502,7 @@ class ResourceHandlers:
             new = strategy.prepare_for_status_update(new, old)
         else:
             strategy.prepare_for_update(resource, new, old)
+            self.api.admission.admit_update(self.api.schemata.storage_resource(resource), new, old)
         self.validate(resource, new, old)
         if track:
             self.api.fields.track(resource, old, new, manager, subresource)
@@ -543,7 +546,8 @@ class ResourceHandlers:
                 if resource.namespaced:
                     if applied_meta.get("namespace") and applied_meta["namespace"] != info.namespace:
                         raise errors.bad_request("the namespace of the provided object does not match the namespace sent on the request")
-                ctx.warnings.extend(self.api.codec.field_validation(applied, resource, [], ctx.field_validation))
+                ctx.warnings.extend(self.api.codec.field_validation(applied, resource, [],
+                                                                    ctx.field_validation, "PatchOptions"))
                 if current is None:
                     if subresource:
                         raise errors.not_found_error(resource.resource, info.name, resource.group)
@@ -568,7 +572,8 @@ class ResourceHandlers:
                 raise errors.bad_request("the patch did not produce an object")
             self.check_type(patched, resource)
             patched.setdefault("metadata", {})
-            ctx.warnings.extend(self.api.codec.field_validation(patched, resource, [], ctx.field_validation))
+            ctx.warnings.extend(self.api.codec.field_validation(patched, resource, [],
+                                                                ctx.field_validation, "PatchOptions"))
             pinned_rv = (patched["metadata"].get("resourceVersion") or "")
             if pinned_rv and pinned_rv != current.obj["metadata"]["resourceVersion"]:
                 raise errors.conflict(resource.resource, info.name, resource.group)

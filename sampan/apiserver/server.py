@@ -34,7 +34,7 @@ from sampan.apiserver.auth import (
     forbidden_message,
 )
 from sampan.apiserver.crd import CRDController
-from sampan.apiserver.ipalloc import ClusterIPAllocator
+from sampan.apiserver.ipalloc import ClusterIPAllocator, NodePortAllocator
 from sampan.apiserver.pipeline import Codec, Defaulter, Fields, Patcher, Schemata, Validator
 from sampan.apiserver.requestinfo import RequestInfo, parse
 from sampan.apiserver.resources import ResourceHandlers, json_response, status_response
@@ -42,7 +42,7 @@ from sampan.apiserver.rest import Context, ObjectStorage
 from sampan.apiserver.reviews import Reviews
 from sampan.apiserver.subresources import Subresources
 from sampan.apiserver.watchcache import Mux
-from sampan.store.base import Store
+from sampan.store.base import Store, StoreUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +93,7 @@ class APIServer:
         services = self.registry.get("", "v1", "services")
         assert services is not None
         self.allocator = ClusterIPAllocator(service_cidr, lambda: self._service_ips(services))
+        self.node_ports = NodePortAllocator(30000, 32767, lambda: self._node_ports(services))
         self.metrics = Metrics()
         self._uids = UIDPool()
         self.advertise_address = advertise_address
@@ -106,6 +107,15 @@ class APIServer:
         for entry in self.storage.cache(services).objects.values():
             for ip in (entry.obj.get("spec") or {}).get("clusterIPs") or []:
                 yield ip
+
+    def _node_ports(self, services: Resource):
+        for entry in self.storage.cache(services).objects.values():
+            spec = entry.obj.get("spec") or {}
+            for port in spec.get("ports") or []:
+                if port.get("nodePort"):
+                    yield port["nodePort"]
+            if spec.get("healthCheckNodePort"):
+                yield spec["healthCheckNodePort"]
 
     def new_uid(self) -> str:
         return self._uids.next()
@@ -177,6 +187,12 @@ class APIServer:
         except StatusError as e:
             code = e.code
             return status_response(e)
+        except StoreUnavailableError as e:
+            # The store could not say whether or not the write happened (an etcd leader
+            # change): the client retries, as it does for any 503.
+            code = 503
+            return status_response(errors.service_unavailable(f"storage is unavailable: {e}"),
+                                   {"Retry-After": "1"})
         except asyncio.CancelledError:
             code = 499
             raise
@@ -209,7 +225,7 @@ class APIServer:
         if info.resource_request:
             q = request.query
             ctx = Context(user=user, dry_run=_dry_run(q), field_manager=q.get("fieldManager", ""),
-                          field_validation=_field_validation(q), force=q.get("force") in ("true", "1"),
+                          field_validation=_field_validation(q, request.method), force=q.get("force") in ("true", "1"),
                           user_agent=request.headers.get("User-Agent", ""))
             return await self.resources.handle(request, info, ctx)
         return await self._nonresource(request, path)
@@ -338,11 +354,13 @@ def _dry_run(q) -> bool:
     return bool(values)
 
 
-def _field_validation(q) -> str:
-    value = q.get("fieldValidation", "") or "Warn"
-    if value not in ("Ignore", "Warn", "Strict"):
-        raise errors.bad_request(f'fieldValidation must be one of "Ignore", "Warn" or "Strict", not "{value}"')
-    return value
+_OPTIONS_KIND = {"POST": "CreateOptions", "PUT": "UpdateOptions", "PATCH": "PatchOptions"}
+
+
+def _field_validation(q, method: str) -> str:
+    from sampan.api.decode import field_validation_directive
+
+    return field_validation_directive(q.get("fieldValidation"), _OPTIONS_KIND.get(method, "CreateOptions"))
 
 
 def ssl_context(cert: Path, key: Path) -> ssl.SSLContext:

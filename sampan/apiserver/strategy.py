@@ -62,6 +62,9 @@ def prepare_for_create(resource: Resource, obj: dict[str, Any]) -> None:
         obj["status"] = {}
     elif resource.kind == "Service":
         obj.setdefault("status", {"loadBalancer": {}})
+    elif resource.kind == "Job" and resource.group == "batch":
+        _job_selector(obj)
+        obj["status"] = {}
     elif resource.kind == "CustomResourceDefinition":
         versions = (obj.get("spec") or {}).get("versions") or []
         stored = [v.get("name") for v in versions if v.get("storage")]
@@ -102,6 +105,25 @@ def prepare_for_status_update(obj: dict[str, Any], old: dict[str, Any]) -> dict[
         meta.pop("labels", None)
     new["metadata"] = meta
     return new
+
+
+JOB_UID_LABEL = "batch.kubernetes.io/controller-uid"
+JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+
+
+def _job_selector(job: dict[str, Any]) -> None:
+    """Unless ``manualSelector`` is set, a Job selects its pods by its own uid, and its
+    template carries the labels, as upstream's Job strategy generates them."""
+    spec = job.setdefault("spec", {})
+    if spec.get("manualSelector"):
+        return
+    uid, name = job["metadata"]["uid"], job["metadata"]["name"]
+    template_meta = spec.setdefault("template", {}).setdefault("metadata", {})
+    labels = template_meta.get("labels") or {}
+    labels.update({JOB_UID_LABEL: uid, JOB_NAME_LABEL: name, "controller-uid": uid,
+                   "job-name": name})
+    template_meta["labels"] = labels
+    spec["selector"] = {"matchLabels": {JOB_UID_LABEL: uid}}
 
 
 def _pod_initial_status(pod: dict[str, Any]) -> None:

@@ -52,8 +52,8 @@ SEED_NAME = "fuzz-a"
 SEED = 20261124
 # Examples per operation (positive and negative together). Writing a workload takes a body
 # with a whole pod template, which is slow to generate: those get fewer, to fit the budget.
-MAX_EXAMPLES = 15
-MAX_WORKLOAD_EXAMPLES = 8
+MAX_EXAMPLES = 20
+MAX_WORKLOAD_EXAMPLES = 10
 WORKLOAD_WRITES = (r"/(pods|podtemplates|replicationcontrollers|deployments|replicasets|statefulsets"
                    r"|daemonsets|jobs|cronjobs)(/\{name\}(/status|/ephemeralcontainers|/resize)?)?$")
 
