@@ -1,7 +1,9 @@
-"""Cluster IP allocation for Services from the service CIDR.
+"""Allocation of Service cluster IPs (from the service CIDR) and node ports (from the node
+port range).
 
-The set of IPs in use is the set the watch cache's Services hold, plus those handed out in the
-last moments and not yet visible there. ``.1`` is reserved for the ``kubernetes`` Service.
+What is in use is what the watch cache's Services hold, plus what was handed out in the last
+moments and is not yet visible there. ``.1`` of the service CIDR is the ``kubernetes``
+Service's.
 """
 
 from __future__ import annotations
@@ -9,43 +11,54 @@ from __future__ import annotations
 import ipaddress
 import random
 import time
-from typing import Callable, Iterable
+from typing import Callable, Generic, Hashable, Iterable, TypeVar
+
+T = TypeVar("T", bound=Hashable)
 
 
-class ClusterIPAllocator:
+class _Reservations(Generic[T]):
+    """Values in use: those the cache shows and those handed out in the last PENDING_TTL s."""
+
     PENDING_TTL = 30.0
 
-    def __init__(self, cidr: str, in_use: Callable[[], Iterable[str]]):
-        self.network = ipaddress.ip_network(cidr)
+    def __init__(self, in_use: Callable[[], Iterable[T]]):
         self._in_use = in_use
-        self._pending: dict[str, float] = {}
+        self._pending: dict[T, float] = {}
         self._rng = random.Random()
+
+    def used(self) -> set[T]:
+        now = time.monotonic()
+        self._pending = {v: t for v, t in self._pending.items() if now - t < self.PENDING_TTL}
+        used = set(self._in_use())
+        used.update(self._pending)
+        return used
+
+    def reserve(self, value: T) -> None:
+        self._pending[value] = time.monotonic()
+
+
+class ClusterIPAllocator(_Reservations[str]):
+    def __init__(self, cidr: str, in_use: Callable[[], Iterable[str]]):
+        super().__init__(in_use)
+        self.network = ipaddress.ip_network(cidr)
 
     @property
     def kubernetes_ip(self) -> str:
         return str(self.network.network_address + 1)
 
-    def _used(self) -> set[str]:
-        now = time.monotonic()
-        self._pending = {ip: t for ip, t in self._pending.items() if now - t < self.PENDING_TTL}
-        used = set(self._in_use())
-        used.update(self._pending)
-        return used
-
     def allocate(self) -> str:
-        used = self._used()
+        used = self.used()
         size = self.network.num_addresses
         base = int(self.network.network_address)
         for _ in range(64):  # random probing first, as the space is mostly free
-            offset = self._rng.randrange(2, size - 1)
-            ip = str(ipaddress.ip_address(base + offset))
+            ip = str(ipaddress.ip_address(base + self._rng.randrange(2, size - 1)))
             if ip not in used:
-                self._pending[ip] = time.monotonic()
+                self.reserve(ip)
                 return ip
         for offset in range(2, size - 1):
             ip = str(ipaddress.ip_address(base + offset))
             if ip not in used:
-                self._pending[ip] = time.monotonic()
+                self.reserve(ip)
                 return ip
         raise RuntimeError("the service IP range is full")
 
@@ -56,48 +69,33 @@ class ClusterIPAllocator:
         except ValueError:
             return "must be a valid IP address"
         if addr not in self.network:
-            return f"the provided IP ({ip}) is not in the valid range. The range of valid IPs is {self.network}"
-        if ip in self._used():
+            return (f"the provided IP ({ip}) is not in the valid range. The range of valid IPs "
+                    f"is {self.network}")
+        if ip in self.used():
             return f"failed to allocate IP {ip}: provided IP is already allocated"
         return None
 
-    def reserve(self, ip: str) -> None:
-        self._pending[ip] = time.monotonic()
 
-
-class NodePortAllocator:
-    """Node ports for NodePort and LoadBalancer Services, from the node port range."""
-
-    PENDING_TTL = 30.0
+class NodePortAllocator(_Reservations[int]):
+    """Node ports for NodePort and LoadBalancer Services."""
 
     def __init__(self, low: int, high: int, in_use: Callable[[], Iterable[int]]):
+        super().__init__(in_use)
         self.low, self.high = low, high
-        self._in_use = in_use
-        self._pending: dict[int, float] = {}
-        self._rng = random.Random()
-
-    def _used(self) -> set[int]:
-        now = time.monotonic()
-        self._pending = {p: t for p, t in self._pending.items() if now - t < self.PENDING_TTL}
-        used = set(self._in_use())
-        used.update(self._pending)
-        return used
 
     def allocate(self) -> int:
-        used = self._used()
+        used = self.used()
         free = [p for p in range(self.low, self.high + 1) if p not in used]
         if not free:
             raise RuntimeError("the node port range is full")
         port = self._rng.choice(free)
-        self._pending[port] = time.monotonic()
+        self.reserve(port)
         return port
 
     def check(self, port: int) -> str | None:
         if not isinstance(port, int) or not self.low <= port <= self.high:
-            return f"provided port is not in the valid range. The range of valid ports is {self.low}-{self.high}"
-        if port in self._used():
+            return (f"provided port is not in the valid range. The range of valid ports is "
+                    f"{self.low}-{self.high}")
+        if port in self.used():
             return "provided port is already allocated"
         return None
-
-    def reserve(self, port: int) -> None:
-        self._pending[port] = time.monotonic()
