@@ -294,3 +294,43 @@ def test_strict_field_validation(server, ns):
     assert code == 400 and 'unknown field "bogus"' in status["message"]
     code, _ = raw(server, "POST", f"/api/v1/namespaces/{ns}/configmaps?fieldValidation=Ignore", body)
     assert code == 201
+
+
+def service(name: str, kind: str = "ClusterIP", node_port: int | None = None) -> client.V1Service:
+    port = client.V1ServicePort(port=80, target_port=8080, node_port=node_port)
+    return client.V1Service(metadata=client.V1ObjectMeta(name=name),
+                            spec=client.V1ServiceSpec(type=kind, selector={"app": name}, ports=[port]))
+
+
+def test_service_allocations(core, ns):
+    svc = core.create_namespaced_service(ns, service("alloc", "NodePort"))
+    assert svc.spec.cluster_ip.startswith("10.43.") and svc.spec.cluster_ips == [svc.spec.cluster_ip]
+    node_port = svc.spec.ports[0].node_port
+    assert 30000 <= node_port <= 32767
+    with pytest.raises(ApiException) as e:
+        core.create_namespaced_service(ns, service("clash", "NodePort", node_port))
+    assert e.value.status == 422 and "already allocated" in e.value.body
+    # an update that leaves the allocations out keeps them
+    replaced = core.replace_namespaced_service("alloc", ns, client.V1Service(
+        metadata=client.V1ObjectMeta(name="alloc", resource_version=svc.metadata.resource_version),
+        spec=client.V1ServiceSpec(type="NodePort", selector={"app": "other"},
+                                  ports=[client.V1ServicePort(port=80, target_port=8080)])))
+    assert replaced.spec.cluster_ip == svc.spec.cluster_ip
+    assert replaced.spec.ports[0].node_port == node_port
+    headless = core.create_namespaced_service(ns, client.V1Service(
+        metadata=client.V1ObjectMeta(name="headless"),
+        spec=client.V1ServiceSpec(cluster_ip="None", selector={"app": "x"},
+                                  ports=[client.V1ServicePort(port=80)])))
+    assert headless.spec.cluster_ip == "None"
+
+
+def test_job_gets_a_generated_selector(api_client, ns):
+    batch = client.BatchV1Api(api_client)
+    job = batch.create_namespaced_job(ns, client.V1Job(
+        metadata=client.V1ObjectMeta(name="once"),
+        spec=client.V1JobSpec(template=client.V1PodTemplateSpec(spec=client.V1PodSpec(
+            restart_policy="Never", containers=[client.V1Container(name="c", image="busybox")])))))
+    uid = job.metadata.uid
+    assert job.spec.selector.match_labels == {"batch.kubernetes.io/controller-uid": uid}
+    assert job.spec.template.metadata.labels["batch.kubernetes.io/job-name"] == "once"
+    assert job.spec.backoff_limit == 6 and job.spec.completions == 1
