@@ -30,7 +30,7 @@ import re
 import zoneinfo
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from decimal import ROUND_UP, Decimal
+from decimal import ROUND_UP, Decimal, InvalidOperation
 from typing import Any
 
 import orjson
@@ -341,12 +341,12 @@ def round_up_milli(raw: Any) -> str | None:
     canonical form of a quantity, or None for one that does not parse."""
     try:
         q = parse_quantity(raw)
-    except QuantityError:
-        return None
-    value = q.value
-    if value != value.quantize(Decimal("0.001"), rounding=ROUND_UP):
-        value = value.quantize(Decimal("0.001"), rounding=ROUND_UP)
-    return canonical_quantity(value, q.format)
+        value = q.value
+        if value != value.quantize(Decimal("0.001"), rounding=ROUND_UP):
+            value = value.quantize(Decimal("0.001"), rounding=ROUND_UP)
+        return canonical_quantity(value, q.format)
+    except (QuantityError, InvalidOperation):
+        return None  # unparseable, or too large for any milli-precision form
 
 
 # ============================================================================================

@@ -74,6 +74,23 @@ def custom_root(schema: dict[str, Any]) -> Schema:
     return root
 
 
+_INT64 = (-(1 << 63), (1 << 63) - 1)
+
+
+def _bounded_ints(value: Any) -> Any:
+    """YAML integers wider than 64 bits become floats, as they do when JSON is decoded, so that
+    validation rejects them instead of the encoder failing later."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value if _INT64[0] <= value <= _INT64[1] else float(value)
+    if isinstance(value, dict):
+        return {k: _bounded_ints(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_bounded_ints(v) for v in value]
+    return value
+
+
 class Codec:
     def __init__(self, schemata: Schemata):
         self.schemata = schemata
@@ -85,7 +102,10 @@ class Codec:
                                                                   resource.kind):
                 raise errors.unsupported_body(content_type)
             return protobuf.decode(body), []
-        return decoding.decode(body, content_type, kind=resource.kind)
+        obj, duplicates = decoding.decode(body, content_type, kind=resource.kind)
+        if "yaml" in media:
+            obj = _bounded_ints(obj)
+        return obj, duplicates
 
     def decode_apply(self, body: bytes) -> dict[str, Any]:
         try:
@@ -94,6 +114,13 @@ class Codec:
             raise errors.bad_request(f"error decoding YAML: {e}") from None
         if not isinstance(obj, dict):
             raise errors.bad_request("apply patches must be objects")
+        return _bounded_ints(obj)
+
+    def decode_object(self, body: bytes, content_type: str, resource: Resource) -> dict[str, Any]:
+        """A request body that must be a JSON/YAML/protobuf object (subresource bodies)."""
+        obj, _ = self.decode(body, content_type or "application/json", resource)
+        if not isinstance(obj, dict):
+            raise errors.bad_request(f"the body of the request must be a {resource.kind} object")
         return obj
 
     def field_validation(self, obj: dict[str, Any], resource: Resource, duplicates: list[str],

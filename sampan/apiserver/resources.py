@@ -109,6 +109,13 @@ class ResourceHandlers:
         if verb == "watch":
             return await self.watch(request, info, resource, rep)
         if verb == "create":
+            if resource.resource == "bindings" and resource.group == "":
+                body = self.api.codec.decode_object(await read_body(request),
+                                                    request.headers.get("Content-Type", ""), resource)
+                name = (body.get("metadata") or {}).get("name") if isinstance(body.get("metadata"), dict) else None
+                if not isinstance(name, str) or not name:
+                    raise errors.invalid_error("Binding", "", [errors.required("metadata.name")])
+                return await self.api.subresources.bind(info.namespace, name, body, ctx)
             if resource.virtual:
                 return await self.api.reviews.create(request, info, resource, ctx)
             return await self.create(request, info, resource, ctx, rep)
@@ -610,8 +617,13 @@ class ResourceHandlers:
         if policy is not None and options.get("orphanDependents") is not None:
             raise errors.invalid_error("DeleteOptions", "", [errors.invalid(
                 "propagationPolicy", policy, "orphanDependents and deletionPropagation cannot be both set")], "meta.k8s.io")
+        pre = options.get("preconditions")
+        if pre is not None and not (isinstance(pre, dict) and all(
+                isinstance(pre.get(f), (str, type(None))) for f in ("uid", "resourceVersion"))):
+            raise errors.bad_request("invalid DeleteOptions: preconditions must hold uid and "
+                                     "resourceVersion strings")
         grace = options.get("gracePeriodSeconds")
-        if grace is not None and (not isinstance(grace, int) or grace < 0):
+        if grace is not None and (not isinstance(grace, int) or isinstance(grace, bool) or grace < 0):
             raise errors.invalid_error("DeleteOptions", "", [errors.invalid(
                 "gracePeriodSeconds", grace, "must be greater than or equal to 0")], "meta.k8s.io")
         return options

@@ -171,7 +171,8 @@ class APIServer:
 
     # -- HTTP --------------------------------------------------------------------------------
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=4 * 1024 * 1024, handler_args={"max_field_size": 65536})
+        app = web.Application(client_max_size=4 * 1024 * 1024, middlewares=[_status_errors],
+                              handler_args={"max_field_size": 65536})
         app.router.add_route("*", "/{tail:.*}", self.dispatch)
         return app
 
@@ -298,6 +299,20 @@ class APIServer:
 
 
 JSON = "application/json"
+
+
+@web.middleware
+async def _status_errors(request: web.Request, handler) -> web.StreamResponse:
+    """What the router itself refuses (a path it cannot match) is still a metav1.Status."""
+    try:
+        return await handler(request)
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        reason = {404: "NotFound", 405: "MethodNotAllowed"}.get(e.status, "BadRequest")
+        message = ("the server could not find the requested resource" if e.status == 404
+                   else e.reason)
+        return status_response(StatusError(e.status, reason, message))
 
 
 class UIDPool:

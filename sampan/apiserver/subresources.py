@@ -110,6 +110,7 @@ class Subresources:
         body = await read_body(request)
         content_type = request.headers.get("Content-Type", "application/json").split(";")[0].strip()
         scale_resource = self.api.registry.get("autoscaling", "v1", "horizontalpodautoscalers")
+        scale_kind = _SCALE_RESOURCE
         spec_path = self._replicas_path(resource)[0]
         handlers = self.api.resources
 
@@ -119,13 +120,13 @@ class Subresources:
             obj = handlers.served(resource, current)[0]
             scale = self.to_scale(resource, obj)
             if verb == "update":
-                new_scale = orjson.loads(body)
-                rv = (new_scale.get("metadata") or {}).get("resourceVersion")
+                new_scale = self.api.codec.decode_object(body, content_type, scale_kind)
+                rv = _dict(new_scale, "metadata").get("resourceVersion")
                 if rv and rv != current.obj["metadata"]["resourceVersion"]:
                     raise errors.conflict(resource.resource, info.name, resource.group)
             else:
                 new_scale = self._patch_scale(scale, content_type, body, scale_resource)
-            replicas = (new_scale.get("spec") or {}).get("replicas")
+            replicas = _dict(new_scale, "spec").get("replicas")
             if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
                 raise errors.invalid_error("Scale", info.name, [errors.invalid(
                     "spec.replicas", replicas, "must be greater than or equal to 0")], "autoscaling")
@@ -150,18 +151,34 @@ class Subresources:
         if content_type == "application/apply-patch+yaml":
             applied = self.api.codec.decode_apply(body)
             merged = orjson.loads(orjson.dumps(scale))
-            merged.setdefault("spec", {}).update((applied.get("spec") or {}))
+            merged.setdefault("spec", {}).update(_dict(applied, "spec"))
             return merged
         return patching.apply_patch(scale, content_type, body, node, schemas, is_custom=False)
 
     # -- binding -----------------------------------------------------------------------------
     async def binding(self, request: web.Request, info: RequestInfo, resource: Resource,
                       ctx: Context) -> web.Response:
-        body = orjson.loads(await read_body(request) or b"{}")
-        target = (body.get("target") or {})
+        body = self.api.codec.decode_object(await read_body(request) or b"{}",
+                                            request.headers.get("Content-Type", ""), _BINDING)
+        return await self.bind(info.namespace, info.name, body, ctx)
+
+    async def bind(self, namespace: str, name: str, body: dict[str, Any], ctx: Context) -> web.Response:
+        """Assign a pod to a node, as ``pods/binding`` and the ``bindings`` resource do."""
+        resource = self.api.registry.get("", "v1", "pods")
+        assert resource is not None
+        target = _dict(body, "target")
         node = target.get("name")
-        if not node or (target.get("kind") not in (None, "", "Node")):
-            raise errors.invalid_error("Binding", info.name, [errors.required("target.name")])
+        if not isinstance(node, str) or not node:
+            raise errors.invalid_error("Binding", name, [errors.required("target.name")])
+        if target.get("kind") not in (None, "", "Node"):
+            raise errors.invalid_error("Binding", name, [errors.not_supported(
+                "target.kind", target.get("kind"), ["Node"])])
+        annotations = _dict(body, "metadata").get("annotations")
+        if annotations is not None and not (isinstance(annotations, dict) and all(
+                isinstance(v, str) for v in annotations.values())):
+            raise errors.invalid_error("Binding", name, [errors.invalid(
+                "metadata.annotations", annotations, "must be a map of strings")])
+        info = RequestInfo(path="", verb="create", namespace=namespace, name=name)
 
         def mutate(current: Entry | None) -> dict[str, Any] | None:
             if current is None:
@@ -179,7 +196,6 @@ class Subresources:
             conditions.append({"type": "PodScheduled", "status": "True",
                                "lastProbeTime": None, "lastTransitionTime": now_rfc3339()})
             status["conditions"] = conditions
-            annotations = (body.get("metadata") or {}).get("annotations")
             if annotations:
                 pod["metadata"].setdefault("annotations", {}).update(annotations)
             return pod
@@ -191,8 +207,12 @@ class Subresources:
     # -- namespace finalize ------------------------------------------------------------------
     async def finalize(self, request: web.Request, info: RequestInfo, resource: Resource,
                        ctx: Context, rep: Representation) -> web.Response:
-        body = orjson.loads(await read_body(request))
-        finalizers = list(((body.get("spec") or {}).get("finalizers")) or [])
+        body = self.api.codec.decode_object(await read_body(request),
+                                            request.headers.get("Content-Type", ""), resource)
+        finalizers = _dict(body, "spec").get("finalizers") or []
+        if not isinstance(finalizers, list) or not all(isinstance(f, str) and f for f in finalizers):
+            raise errors.invalid_error("Namespace", info.name, [errors.invalid(
+                "spec.finalizers", finalizers, "must be a list of finalizer names")])
 
         def mutate(current: Entry | None) -> dict[str, Any] | None:
             if current is None:
@@ -206,6 +226,20 @@ class Subresources:
         entry, _ = await self.api.storage.guaranteed_update(resource, "", info.name, ctx, mutate)
         assert entry is not None
         return self.api.resources.object_response(request, resource, entry, rep)
+
+
+_SCALE_RESOURCE = Resource("autoscaling", "v1", "scale", "Scale", True)
+_BINDING = Resource("", "v1", "bindings", "Binding", True)
+
+
+def _dict(obj: dict[str, Any], field: str) -> dict[str, Any]:
+    """``obj[field]`` when it is an object (absent: empty); anything else is a bad request."""
+    value = obj.get(field)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise errors.bad_request(f'{field} must be an object, not {type(value).__name__}')
+    return value
 
 
 def _path(path: str) -> list[str]:
