@@ -63,8 +63,8 @@ class Admission:
             entry = await self.api.storage.get_latest(ns_resource, "", namespace)
         if entry is None:
             raise errors.not_found_error("namespaces", namespace)
-        meta = entry.obj["metadata"]
-        if meta.get("deletionTimestamp") or (entry.obj.get("status") or {}).get("phase") == "Terminating":
+        ns = entry.obj
+        if ns["metadata"].get("deletionTimestamp") or (ns.get("status") or {}).get("phase") == "Terminating":
             raise StatusError(
                 403, "Forbidden",
                 f'{resource.resource} "{namespace}" is forbidden: unable to create new content in '

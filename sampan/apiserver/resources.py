@@ -582,7 +582,7 @@ class ResourceHandlers:
             ctx.warnings.extend(self.api.codec.field_validation(patched, resource, [],
                                                                 ctx.field_validation, "PatchOptions"))
             pinned_rv = (patched["metadata"].get("resourceVersion") or "")
-            if pinned_rv and pinned_rv != current.obj["metadata"]["resourceVersion"]:
+            if pinned_rv and pinned_rv != str(current.revision):
                 raise errors.conflict(resource.resource, info.name, resource.group)
             return self.updated_object(resource, current, conversion.to_storage(resource, patched),
                                        manager, subresource, ctx)
@@ -632,10 +632,11 @@ class ResourceHandlers:
                      ctx: Context, rep: Representation) -> web.Response:
         options = await self.delete_options(request)
         entry, deleted = await self.delete_one(resource, info.namespace, info.name, options, ctx)
-        if deleted and resource.kind not in ("Pod", "Namespace") and not entry.obj["metadata"].get("finalizers"):
+        meta = entry.obj["metadata"]
+        if deleted and resource.kind not in ("Pod", "Namespace") and not meta.get("finalizers"):
             status = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                       "details": {"name": info.name, "kind": resource.resource,
-                                  "uid": entry.obj["metadata"].get("uid", "")}}
+                                  "uid": meta.get("uid", "")}}
             if resource.group:
                 status["details"]["group"] = resource.group
             return json_response(status, headers=_warning_headers(ctx))
@@ -653,14 +654,15 @@ class ResourceHandlers:
             if current is None:
                 raise errors.not_found_error(resource.resource, name, resource.group)
             _check_preconditions(resource, current, options)
-            new = _deletion_update(resource, current.obj, options)
+            current_obj = current.obj
+            new = _deletion_update(resource, current_obj, options)
             try:
                 if new is None:
-                    await self.api.admission.validate_delete(resource, current.obj, ctx)
+                    await self.api.admission.validate_delete(resource, current_obj, ctx)
                     gone = await storage.remove(resource, current, ctx)
                     await self.api.after_write(resource, gone, current)
                     return gone, True
-                if new is current.obj:
+                if new is current_obj:
                     return current, False
                 entry = await storage.write(resource, current, new, ctx)
                 await self.api.after_write(resource, entry, current)

@@ -224,7 +224,7 @@ class ObjectStorage:
                 if self.cache(resource).get(key) is not None and not generate:
                     raise errors.already_exists(resource.resource, meta["name"], resource.group)
                 meta["resourceVersion"] = ""
-                return Entry(key, obj, orjson.dumps(obj), 0, meta.get("namespace", ""), meta["name"])
+                return Entry.of(key, obj, 0)
             try:
                 kv = await self.store.create(key, _strip_for_storage(obj), ttl=ttl)
             except KeyExistsError:
@@ -238,8 +238,8 @@ class ObjectStorage:
         """Store ``obj`` over ``old`` with compare-and-swap; ConflictError propagates."""
         meta = obj["metadata"]
         if ctx.dry_run:
-            meta["resourceVersion"] = old.obj["metadata"]["resourceVersion"]
-            return Entry(old.key, obj, orjson.dumps(obj), old.revision, old.namespace, old.name)
+            meta["resourceVersion"] = str(old.revision)
+            return Entry.of(old.key, obj, old.revision)
         if meta.get("deletionTimestamp") and not meta.get("finalizers") and _finalized(resource, obj):
             kv = await self.store.delete(old.key, expected_revision=old.revision)
             return decode_entry(kv, kv.mod_revision)

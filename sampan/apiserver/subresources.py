@@ -122,7 +122,7 @@ class Subresources:
             if verb == "update":
                 new_scale = self.api.codec.decode_object(body, content_type, scale_kind)
                 rv = _dict(new_scale, "metadata").get("resourceVersion")
-                if rv and rv != current.obj["metadata"]["resourceVersion"]:
+                if rv and rv != str(current.revision):
                     raise errors.conflict(resource.resource, info.name, resource.group)
             else:
                 new_scale = self._patch_scale(scale, content_type, body, scale_resource)

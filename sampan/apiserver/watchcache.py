@@ -31,29 +31,39 @@ WATCHER_QUEUE = 2_000  # a watcher this far behind is closed; its client resumes
 ADDED, MODIFIED, DELETED = "ADDED", "MODIFIED", "DELETED"
 
 
-@dataclass(slots=True)
 class Entry:
-    """One object as the cache holds it: decoded once, encoded once."""
+    """One object as the cache holds it: its JSON encoding (made once, served as is) and what
+    filters need. The decoded object is made on demand: holding every object as Python dicts
+    would cost several times the memory of their JSON."""
 
-    key: str
-    obj: dict[str, Any]  # metadata.resourceVersion set
-    raw: bytes  # orjson encoding of obj
-    revision: int
-    namespace: str
-    name: str
+    __slots__ = ("key", "raw", "revision", "namespace", "name", "labels")
+
+    def __init__(self, key: str, raw: bytes, revision: int, namespace: str, name: str,
+                 labels: dict[str, str]):
+        self.key = key
+        self.raw = raw  # metadata.resourceVersion set
+        self.revision = revision
+        self.namespace = namespace
+        self.name = name
+        self.labels = labels
+
+    @classmethod
+    def of(cls, key: str, obj: dict[str, Any], revision: int) -> "Entry":
+        meta = obj.get("metadata") or {}
+        return cls(key, orjson.dumps(obj), revision, meta.get("namespace", ""),
+                   meta.get("name", ""), meta.get("labels") or {})
 
     @property
-    def labels(self) -> dict[str, str]:
-        return self.obj["metadata"].get("labels") or {}
+    def obj(self) -> dict[str, Any]:
+        """A fresh decoded copy: callers may change it."""
+        return orjson.loads(self.raw)
 
 
 def decode_entry(kv: KeyValue, revision: int | None = None) -> Entry:
     obj = orjson.loads(kv.value)
     rev = kv.mod_revision if revision is None else revision
-    meta = obj.setdefault("metadata", {})
-    meta["resourceVersion"] = str(rev)
-    return Entry(kv.key, obj, orjson.dumps(obj), rev, meta.get("namespace", ""),
-                 meta.get("name", ""))
+    obj.setdefault("metadata", {})["resourceVersion"] = str(rev)
+    return Entry.of(kv.key, obj, rev)
 
 
 @dataclass(slots=True)
