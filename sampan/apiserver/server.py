@@ -72,7 +72,8 @@ class APIServer:
         self.store = store
         self.registry = Registry()
         self.schemata = Schemata(schema.builtin(), self.registry)
-        self.mux = Mux(store)
+        self.mux = Mux(store, lambda: sorted({r.storage_prefix for r in self.registry.all()
+                                               if not r.virtual}))
         self.storage = ObjectStorage(store, self.mux)
         self.codec = Codec(self.schemata)
         self.defaults = Defaulter(self.schemata)

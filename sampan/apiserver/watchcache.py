@@ -232,8 +232,11 @@ def resource_prefix(key: str) -> str:
 class Mux:
     """One store watch for the whole registry, fanned out to resource caches."""
 
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, prefixes: Callable[[], list[str]] = list):
         self.store = store
+        # Prefixes to hold a cache for from the start (the registry's resources), so that a
+        # watch from any revision since the load is served even if the resource had no objects.
+        self.prefixes = prefixes
         self.caches: dict[str, ResourceCache] = {}
         self.revision = 0
         self.ready = asyncio.Event()
@@ -278,6 +281,8 @@ class Mux:
         for cache in self.caches.values():
             cache.close()
         self.caches = {}
+        for prefix in self.prefixes():
+            self.caches.setdefault(prefix, ResourceCache(prefix))
         for kv in kvs:
             prefix = resource_prefix(kv.key)
             if prefix:

@@ -54,6 +54,15 @@ def test_acknowledged_writes_survive_kill_9(tmp_path):
         code, obj = call(restarted, "POST", "/api/v1/namespaces/default/configmaps",
                          configmap("after-restart"))
         assert code == 201 and int(obj["metadata"]["resourceVersion"]) > max(created)
+        # The restarted server's watch cache starts at its load: older versions are gone (410),
+        # told as upstream tells it, in an ERROR event.
+        request = urllib.request.Request(
+            restarted.url + "/api/v1/namespaces/default/configmaps?watch=1&resourceVersion=2")
+        request.add_header("Authorization", f"Bearer {restarted.token()}")
+        with urllib.request.urlopen(request, context=restarted.ssl_context(), timeout=10) as r:
+            event = json.loads(r.readline())
+        assert event["type"] == "ERROR" and event["object"]["code"] == 410
+        assert event["object"]["reason"] == "Expired"
     finally:
         restarted.stop()
 
