@@ -105,20 +105,6 @@ class MastersAuthorizer:
         return NO_OPINION, ""
 
 
-class PublicInfoAuthorizer:
-    """What upstream's ``system:public-info-viewer`` and ``system:discovery`` roles grant to
-    every authenticated user: health, version and discovery documents."""
-
-    PATHS = ("/healthz", "/livez", "/readyz", "/version", "/api", "/apis", "/openapi")
-
-    def authorize(self, attrs: Attributes) -> tuple[str, str]:
-        if attrs.resource_request or attrs.verb != "get":
-            return NO_OPINION, ""
-        if any(attrs.path == p or attrs.path.startswith(p + "/") for p in self.PATHS):
-            return ALLOW, ""
-        return NO_OPINION, ""
-
-
 class AuthorizerChain:
     def __init__(self, *authorizers: Authorizer):
         self.authorizers = list(authorizers)
@@ -139,7 +125,5 @@ def forbidden_message(attrs: Attributes) -> str:
     resource = attrs.resource + (f"/{attrs.subresource}" if attrs.subresource else "")
     group = f'in API group "{attrs.group}"'
     what = f'resource "{resource}" {group}'
-    if attrs.name:
-        what = f'{what}'
     scope = f' in the namespace "{attrs.namespace}"' if attrs.namespace else " at the cluster scope"
     return f"{who} cannot {attrs.verb} {what}{scope}"

@@ -84,4 +84,6 @@ class Reviews:
             return {"resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
                     "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
                     "incomplete": False}
-        return {"resourceRules": [], "nonResourceRules": [], "incomplete": True}
+        resource_rules, non_resource_rules = self.api.rbac.rules_for(user, namespace)
+        return {"resourceRules": resource_rules, "nonResourceRules": non_resource_rules,
+                "incomplete": False}

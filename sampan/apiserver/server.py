@@ -28,7 +28,6 @@ from sampan.apiserver.auth import (
     AuthenticatorChain,
     AuthorizerChain,
     MastersAuthorizer,
-    PublicInfoAuthorizer,
     StaticTokens,
     UserInfo,
     forbidden_message,
@@ -39,6 +38,7 @@ from sampan.apiserver.pipeline import Codec, Defaulter, Fields, Patcher, Schemat
 from sampan.apiserver.requestinfo import RequestInfo, parse
 from sampan.apiserver.resources import ResourceHandlers, json_response, status_response
 from sampan.apiserver.rest import Context, ObjectStorage
+from sampan.apiserver.rbac import RBACAuthorizer, default_objects
 from sampan.apiserver.reviews import Reviews
 from sampan.apiserver.subresources import Subresources
 from sampan.apiserver.watchcache import Mux
@@ -89,7 +89,8 @@ class APIServer:
         self.crds = CRDController(self)
         self.tokens = StaticTokens()
         self.authn = AuthenticatorChain(self.tokens)
-        self.authz = AuthorizerChain(MastersAuthorizer(), PublicInfoAuthorizer())
+        self.rbac = RBACAuthorizer(self)
+        self.authz = AuthorizerChain(MastersAuthorizer(), self.rbac)
         self.system_user = UserInfo("system:apiserver", groups=(MASTERS,))
         services = self.registry.get("", "v1", "services")
         assert services is not None
@@ -157,6 +158,10 @@ class APIServer:
                                 "targetPort": self.port}]},
         }
         await self._create_if_missing(svc, kubernetes, ctx)
+        for resource_name, obj in default_objects():
+            resource = self.registry.get("rbac.authorization.k8s.io", "v1", resource_name)
+            assert resource is not None
+            await self._create_if_missing(resource, obj, ctx)
 
     async def _create_if_missing(self, resource: Resource, obj: dict[str, Any], ctx: Context) -> None:
         meta = obj["metadata"]
@@ -215,15 +220,14 @@ class APIServer:
         user = self.authn.authenticate_header(request.headers.get("Authorization"))
         if user is None:
             raise errors.unauthorized()
+        if "Impersonate-User" in request.headers or "Impersonate-Group" in request.headers:
+            user = self._impersonate(request, user)
         attrs = Attributes(user, info.verb if info.resource_request else request.method.lower(),
                            info.resource_request, info.group, info.version, info.resource,
                            info.subresource, info.namespace, info.name, path)
         decision, _ = self.authz.authorize(attrs)
         if decision != ALLOW:
-            raise StatusError(403, "Forbidden", forbidden_message(attrs) if info.resource_request
-                              else f'forbidden: {forbidden_message(attrs)}',
-                              details={"name": info.name, "kind": info.resource,
-                                       **({"group": info.group} if info.group else {})})
+            raise _forbidden(attrs)
         if info.resource_request:
             q = request.query
             ctx = Context(user=user, dry_run=_dry_run(q), field_manager=q.get("fieldManager", ""),
@@ -231,6 +235,28 @@ class APIServer:
                           user_agent=request.headers.get("User-Agent", ""))
             return await self.resources.handle(request, info, ctx)
         return await self._nonresource(request, path)
+
+    def _impersonate(self, request: web.Request, user: UserInfo) -> UserInfo:
+        """Act as another user when the requester may impersonate them (``kubectl --as``)."""
+        name = request.headers.get("Impersonate-User", "")
+        groups = tuple(request.headers.getall("Impersonate-Group", []))
+        if not name:
+            raise errors.bad_request("requested impersonation of groups without a user")
+        checks = [("users", name, "")] + [("groups", g, "") for g in groups]
+        if name.startswith("system:serviceaccount:"):
+            _, _, rest = name.partition("system:serviceaccount:")
+            namespace, _, sa = rest.partition(":")
+            checks[0] = ("serviceaccounts", sa, namespace)
+        for resource, value, namespace in checks:
+            attrs = Attributes(user, "impersonate", True, "", "v1", resource, "", namespace, value)
+            if self.authz.authorize(attrs)[0] != ALLOW:
+                raise StatusError(403, "Forbidden",
+                                  f'{resource} "{value}" is forbidden: User "{user.name}" cannot '
+                                  f'impersonate resource "{resource}" in API group "" at the '
+                                  f"cluster scope", details={"name": value, "kind": resource})
+        if "system:authenticated" not in groups:
+            groups += ("system:authenticated",)
+        return UserInfo(name, request.headers.get("Impersonate-Uid", ""), groups)
 
     def _health(self, path: str) -> web.Response:
         if path == "/version":
@@ -300,6 +326,21 @@ class APIServer:
 
 
 JSON = "application/json"
+
+
+def _forbidden(attrs: Attributes) -> StatusError:
+    """403 in upstream's words: ``pods "x" is forbidden: User "bob" cannot get resource ...``."""
+    reason = forbidden_message(attrs)
+    if not attrs.resource_request:
+        return StatusError(403, "Forbidden", f"forbidden: {reason}", details={})
+    group_resource = attrs.resource + (f".{attrs.group}" if attrs.group else "")
+    named = f'{group_resource} "{attrs.name}"' if attrs.name else group_resource
+    details: dict[str, Any] = {"kind": attrs.resource}
+    if attrs.name:
+        details["name"] = attrs.name
+    if attrs.group:
+        details["group"] = attrs.group
+    return StatusError(403, "Forbidden", f"{named} is forbidden: {reason}", details=details)
 
 
 @web.middleware

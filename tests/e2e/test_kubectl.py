@@ -378,3 +378,23 @@ def test_nothing_is_created_in_a_terminating_namespace(kubectl):
     kubectl("patch", "configmap", "held", "-n", "closing", "--type=merge",
             "-p", '{"metadata":{"finalizers":null}}')
     kubectl("wait", "--for=delete", "namespace/closing", "--timeout=60s")
+
+
+def test_rbac_and_impersonation(kubectl, ns):
+    kubectl("create", "role", "reader", "-n", ns, "--verb=get,list,watch", "--resource=configmaps")
+    kubectl("create", "rolebinding", "bob-reads", "-n", ns, "--role=reader", "--user=bob")
+    assert kubectl("auth", "can-i", "list", "configmaps", "-n", ns, "--as=bob").strip() == "yes"
+    assert kubectl.run("auth", "can-i", "create", "configmaps", "-n", ns, "--as=bob",
+                       check=False).stdout.strip() == "no"
+    assert kubectl.run("auth", "can-i", "list", "configmaps", "-n", "default", "--as=bob",
+                       check=False).stdout.strip() == "no"
+    kubectl("get", "configmaps", "-n", ns, "--as=bob")
+    denied = kubectl.run("create", "configmap", "nope", "-n", ns, "--as=bob", check=False)
+    assert denied.returncode != 0
+    assert (f'configmaps is forbidden: User "bob" cannot create resource "configmaps" in API '
+            f'group "" in the namespace "{ns}"') in denied.stderr
+    # the default cluster roles are there and bind as upstream's do
+    kubectl("create", "rolebinding", "carol-edits", "-n", ns, "--clusterrole=edit", "--user=carol")
+    kubectl("create", "configmap", "by-carol", "-n", ns, "--as=carol")
+    assert kubectl.run("create", "role", "escalate", "-n", ns, "--verb=*", "--resource=*",
+                       "--as=carol", check=False).returncode != 0
