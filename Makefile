@@ -21,7 +21,7 @@ test-unit: install
 	$(PY) -m pytest -q tests/unit tests/store
 
 bench: install
-	$(PY) -m bench.apiserver
+	$(PY) -m bench.apiserver --store both
 
 clean:
 	rm -rf $(VENV) $(DATA_DIR)
