@@ -20,6 +20,9 @@ test: install
 test-unit: install
 	$(PY) -m pytest -q tests/unit tests/store
 
+test-e2e: install
+	$(PY) -m pytest -q tests/e2e
+
 bench: install
 	$(PY) -m bench.apiserver --store both
 
