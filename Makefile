@@ -15,7 +15,7 @@ run: install
 	$(VENV)/bin/sampan up --data-dir $(DATA_DIR)
 
 test: install
-	$(PY) -m pytest -q -p no:cacheprovider -m "fuzz or not fuzz" tests
+	$(PY) -m pytest -q -p no:cacheprovider tests
 
 test-unit: install
 	$(PY) -m pytest -q tests/unit tests/store

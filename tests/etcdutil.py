@@ -28,10 +28,6 @@ ETCD = shutil.which("etcd") or "/usr/bin/etcd"
 START_TIMEOUT = 20.0
 
 
-def etcd_available() -> bool:
-    return os.access(ETCD, os.X_OK)
-
-
 def free_ports(n: int) -> list[int]:
     """Ports the kernel just handed out (bound together, so they are distinct)."""
     sockets = [socket.socket() for _ in range(n)]

@@ -9,10 +9,9 @@ import urllib.error
 import urllib.request
 import uuid
 
-import pytest
 
 from tests.cluster import Server, start_server
-from tests.etcdutil import etcd_available, start_etcd_cluster
+from tests.etcdutil import start_etcd_cluster
 
 
 def call(server: Server, method: str, path: str, body: dict | None = None,
@@ -72,7 +71,6 @@ def test_sigterm_stops_cleanly(tmp_path):
     assert server.stop(signal.SIGTERM) == 0
 
 
-@pytest.mark.skipif(not etcd_available(), reason="needs Debian's etcd-server")
 def test_two_api_servers_share_one_etcd_cluster(tmp_path):
     etcd = start_etcd_cluster(3, tmp_path / "etcd")
     prefix = f"/ha-{uuid.uuid4().hex[:8]}"

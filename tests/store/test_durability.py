@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from sampan.store import Store
-from tests.etcdutil import etcd_available, etcd_cluster
+from tests.etcdutil import etcd_cluster
 
 from .conftest import BACKENDS, Backend, etcd_backend
 
@@ -70,7 +70,6 @@ async def test_acknowledged_writes_survive_kill_9_of_the_writer(backend: Backend
 
 
 @pytest.mark.etcd
-@pytest.mark.skipif(not etcd_available(), reason="etcd is not installed")
 async def test_acknowledged_writes_survive_kill_9_of_etcd(tmp_path: Path) -> None:
     with etcd_cluster(1, workdir=str(tmp_path)) as cluster:
         backend = etcd_backend(cluster.client_urls)

@@ -10,13 +10,12 @@ from pathlib import Path
 import pytest
 
 from sampan.store import EtcdStore, KeyExistsError, StoreUnavailableError
-from tests.etcdutil import EtcdCluster, etcd_available, etcd_cluster
+from tests.etcdutil import EtcdCluster, etcd_cluster
 
 from .test_conformance import assert_contiguous, collect
 
 pytestmark = [
     pytest.mark.etcd,
-    pytest.mark.skipif(not etcd_available(), reason="etcd is not installed"),
 ]
 
 

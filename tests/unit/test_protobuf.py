@@ -708,10 +708,6 @@ def status_not_found() -> web.Response:
     return web.Response(body=encode(status), status=404, content_type=MEDIA_TYPE)
 
 
-needs_kubectl = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed")
-
-
-@needs_kubectl
 async def test_kubectl_sends_protobuf_and_reads_our_protobuf_back(tmp_path: Path) -> None:
     received: list[tuple[str, bytes]] = []
 
@@ -735,7 +731,6 @@ async def test_kubectl_sends_protobuf_and_reads_our_protobuf_back(tmp_path: Path
             assert orjson.loads(out) == served(expected), name
 
 
-@needs_kubectl
 async def test_kubectl_reads_our_list_and_watch_stream(tmp_path: Path) -> None:
     def event(name: str, reason: str) -> dict[str, Any]:
         return {"kind": "Event", "apiVersion": "v1", "metadata": metadata(name),
