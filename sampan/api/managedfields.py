@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import unicodedata
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Iterable, NamedTuple, Sequence
@@ -41,6 +40,7 @@ import orjson
 
 from sampan.api.errors import (TOO_LONG, FieldError, StatusError, bad_request, invalid,
                                not_supported, required)
+from sampan.api.gofmt import go_float, go_printable, go_quote, go_value, shortest_digits
 from sampan.api.schema import Schema, Schemas, builtin, patch_merge_key, patch_strategy
 
 APPLY = "Apply"
@@ -167,9 +167,9 @@ def _value_string(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        return _go_quote(value)
+        return go_quote(value)
     if isinstance(value, float):
-        return _go_float(value)
+        return go_float(value)
     if isinstance(value, list):
         return "[" + ",".join(_value_string(v) for v in value) + "]"
     if isinstance(value, dict):
@@ -545,7 +545,7 @@ def _item_element(list_type: _Type, item: Any) -> Any:
         elif key in list_type.key_defaults:
             fields.append((key, _freeze(list_type.key_defaults[key])))
     if list_type.keys and not fields:
-        names = "[" + " ".join(_go_quote(k) for k in list_type.keys) + "]"
+        names = "[" + " ".join(go_quote(k) for k in list_type.keys) + "]"
         raise _Invalid(f"associative list with keys has an element that omits all key fields "
                        f"{names} (and doesn't have default values for any key fields)")
     return ("k", tuple(sorted(fields)))
@@ -1161,7 +1161,7 @@ def _decode_managed(entries: Any) -> _Managed:
         fields_type = entry.get("fieldsType", "")
         if fields_type != FIELDS_V1:
             raise _Invalid(f"missing fieldsType in managed fields entry {index}" if not fields_type
-                           else f"invalid fieldsType {_go_quote(str(fields_type))} in managed "
+                           else f"invalid fieldsType {go_quote(str(fields_type))} in managed "
                                 f"fields entry {index}")
         name, subresource = entry.get("manager", ""), entry.get("subresource", "")
         if not isinstance(name, str) or not isinstance(subresource, str):
@@ -1558,9 +1558,9 @@ def _conflict_error(conflicts: list[tuple[_Manager, Path]]) -> StatusError:
 
 def _describe(manager: _Manager) -> str:
     """printManager: ``"kubectl-edit" using apps/v1`` for Updates, the name for Applies."""
-    text = _go_quote(manager.manager)
+    text = go_quote(manager.manager)
     if manager.subresource:
-        text += f" with subresource {_go_quote(manager.subresource)}"
+        text += f" with subresource {go_quote(manager.subresource)}"
     if manager.operation == UPDATE:
         text += f" using {manager.api_version}"
     return text
@@ -1582,7 +1582,7 @@ def default_manager(user_agent: str) -> str:
     out = []
     size = 0
     for char in user_agent.split("/", 1)[0]:
-        if not _go_printable(char):
+        if not go_printable(char):
             continue
         width = len(char.encode())
         if size + width > FIELD_MANAGER_MAX_LENGTH:
@@ -1626,7 +1626,7 @@ def validate_field_manager(name: str, path: str = "fieldManager") -> list[FieldE
                                  f"may not be more than {FIELD_MANAGER_MAX_LENGTH} bytes"))
     position = 0
     for char in name:
-        if not _go_printable(char):
+        if not go_printable(char):
             errors.append(invalid(path, name, f"invalid character U+{ord(char):04X} "
                                               f"(at position {position})"))
         position += len(char.encode())
@@ -1695,56 +1695,11 @@ def _go_json(value: Any, *, sort_keys: bool = False) -> str:
 def _go_json_float(value: float) -> str:
     """encoding/json's float64: plain digits between 1e-6 and 1e21, else ``1e+21``/``1e-7``."""
     if value != 0 and (abs(value) < 1e-6 or abs(value) >= 1e21):
-        digits, power = _shortest_digits(value)
+        digits, power = shortest_digits(value)
         mantissa = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
         exponent = f"+{power:02d}" if power >= 0 else str(power)
         return ("-" if value < 0 else "") + f"{mantissa}e{exponent}"
     return format(Decimal(repr(value)).normalize(), "f")
-
-
-def _go_float(value: float) -> str:
-    """``%v`` of a float64 (strconv's shortest ``%g``): ``0.5``, ``1e+06``, ``1.5e-05``."""
-    digits, power = _shortest_digits(value)
-    if value != 0 and (power < -4 or power >= 6):
-        mantissa = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
-        exponent = f"{'-' if power < 0 else '+'}{abs(power):02d}"
-        return ("-" if value < 0 else "") + f"{mantissa}e{exponent}"
-    return format(Decimal(repr(value)).normalize(), "f")
-
-
-def _shortest_digits(value: float) -> tuple[str, int]:
-    """The shortest decimal digits that round-trip ``value``, and its decimal exponent."""
-    _, digits, exponent = Decimal(repr(abs(value))).normalize().as_tuple()
-    return "".join(map(str, digits)), len(digits) + int(exponent) - 1
-
-
-def _go_quote(text: str) -> str:
-    """strconv.Quote."""
-    out = ['"']
-    for char in text:
-        if char in '"\\':
-            out.append("\\" + char)
-        elif char in _GO_ESCAPES:
-            out.append(_GO_ESCAPES[char])
-        elif _go_printable(char):
-            out.append(char)
-        elif ord(char) < 0x80:
-            out.append(f"\\x{ord(char):02x}")
-        elif ord(char) < 0x10000:
-            out.append(f"\\u{ord(char):04x}")
-        else:
-            out.append(f"\\U{ord(char):08x}")
-    out.append('"')
-    return "".join(out)
-
-
-_GO_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t",
-               "\v": "\\v"}
-
-
-def _go_printable(char: str) -> bool:
-    """unicode.IsPrint: letters, marks, numbers, punctuation, symbols and the ASCII space."""
-    return char == " " or unicodedata.category(char)[0] in "LMNPS"
 
 
 def _go_type_name(value: Any) -> str:
@@ -1756,14 +1711,14 @@ def _go_type_name(value: Any) -> str:
 def _go_sharp(value: Any) -> str:
     """``%#v`` of a JSON value."""
     if isinstance(value, str):
-        return _go_quote(value)
+        return go_quote(value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
-        return _go_float(value)
+        return go_float(value)
     if isinstance(value, dict):
         return "map[string]interface {}{" + ", ".join(
-            f"{_go_quote(k)}:{_go_sharp_elem(v)}" for k, v in sorted(value.items())) + "}"
+            f"{go_quote(k)}:{_go_sharp_elem(v)}" for k, v in sorted(value.items())) + "}"
     if isinstance(value, list):
         return "[]interface {}{" + ", ".join(_go_sharp_elem(v) for v in value) + "}"
     return str(value)
@@ -1775,19 +1730,6 @@ def _go_sharp_elem(value: Any) -> str:
 
 def _go_unstructured(value: Any) -> str:
     """``%v`` of a structured-merge-diff value wrapping ``value``."""
-    return "&{" + _go_plain(value) + "}"
+    return "&{" + go_value(value) + "}"
 
-
-def _go_plain(value: Any) -> str:
-    if isinstance(value, dict):
-        return "map[" + " ".join(f"{k}:{_go_plain(value[k])}" for k in sorted(value)) + "]"
-    if isinstance(value, list):
-        return "[" + " ".join(_go_plain(v) for v in value) + "]"
-    if value is None:
-        return "<nil>"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return _go_float(value)
-    return str(value)
 

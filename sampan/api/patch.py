@@ -24,12 +24,12 @@ example).
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
 import orjson
 
 from sampan.api.errors import StatusError, bad_request, invalid, too_large
+from sampan.api.gofmt import go_value
 from sampan.api.schema import Schema, Schemas, patch_merge_key, patch_strategy
 
 JSON_PATCH = "application/json-patch+json"
@@ -450,7 +450,7 @@ def _map_directive(directive: Any, patch: dict) -> dict:
         return patch
     if directive == _DELETE:
         return {}
-    raise _unknown(f"unknown patch type: {_go_string(directive)} in map: {_go_value(patch)}")
+    raise _unknown(f"unknown patch type: {_go_string(directive)} in map: {go_value(patch)}")
 
 
 def _set_patch_value(original: dict, key: str, value: Any) -> None:
@@ -503,7 +503,7 @@ def _strategy(strategies: list[str]) -> str:
         return "" if strategies[0] == _RETAIN_KEYS else strategies[0]
     if len(strategies) == 2 and _RETAIN_KEYS in strategies:
         return strategies[1] if strategies[0] == _RETAIN_KEYS else strategies[0]
-    raise _unknown(f"unexpected patch strategy: {_go_value(strategies)}")
+    raise _unknown(f"unexpected patch strategy: {go_value(strategies)}")
 
 
 def _directive_field(key: str, prefix: str) -> str:
@@ -584,8 +584,8 @@ def _check_order_directive(patch_list: list | None, order: list, merge_key: str)
             patch_index += 1
         order_index += 1
     if patch_index < len(items) and order_index >= len(order):
-        raise _unknown(f"The order in patch list:\n{_go_value(patch_list)}\n doesn't match "
-                       f"{_SET_ELEMENT_ORDER} list:\n{_go_value(order)}\n")
+        raise _unknown(f"The order in patch list:\n{go_value(patch_list)}\n doesn't match "
+                       f"{_SET_ELEMENT_ORDER} list:\n{go_value(order)}\n")
 
 
 def _merge_key_equal(left: Any, right: Any, merge_key: str) -> bool:
@@ -662,7 +662,7 @@ def _apply_list_directives(original: list, patch: list,
             raise _unknown("merging lists cannot yet be specified in the patch")
         else:
             raise _unknown(f"unknown patch type: {_go_string(directive)} in map: "
-                           f"{_go_value(item)}")
+                           f"{go_value(item)}")
     return original, plain, replace
 
 
@@ -800,7 +800,7 @@ def _element_type(*lists: list) -> type:
                     raise StatusError(422, "Invalid", _REJECTED, details={})
             elif type(item) is not found:
                 raise _unknown("list element types are not identical: "
-                               f"{_go_value(list(lists))}")
+                               f"{go_value(list(lists))}")
     if found is None:
         raise _unknown("no elements in any of the given slices")
     return found
@@ -818,7 +818,7 @@ def _unique(items: list) -> list:
 
 
 def _no_merge_key(item: dict, merge_key: str) -> StatusError:
-    return _unknown(f"map: {_go_value(item)} does not contain declared merge key: {merge_key}")
+    return _unknown(f"map: {go_value(item)} does not contain declared merge key: {merge_key}")
 
 
 def _unknown(message: str) -> StatusError:
@@ -890,33 +890,6 @@ def _go_string(value: Any) -> str:
         return value
     if value is None:
         return "%!s(<nil>)"
-    return f"%!s({_go_type(value)}={_go_value(value)})"
+    return f"%!s({_go_type(value)}={go_value(value)})"
 
 
-def _go_value(value: Any) -> str:
-    """``%v`` of a JSON value: ``map[a:1 b:[x y]]``."""
-    if isinstance(value, dict):
-        return "map[" + " ".join(f"{k}:{_go_value(value[k])}" for k in sorted(value)) + "]"
-    if isinstance(value, (list, tuple)):
-        return "[" + " ".join(_go_value(v) for v in value) + "]"
-    if value is None:
-        return "<nil>"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return _go_float(value)
-    return str(value)
-
-
-def _go_float(value: float) -> str:
-    """``%v`` of a float64 (strconv's shortest ``%g``): ``0.5``, ``1e+06``, ``1.5e-05``."""
-    if value != value or value in (float("inf"), float("-inf")):
-        return "NaN" if value != value else ("+Inf" if value > 0 else "-Inf")
-    _, digits, exponent = Decimal(repr(abs(value))).normalize().as_tuple()
-    text = "".join(map(str, digits))
-    power = len(digits) + int(exponent) - 1
-    sign = "-" if value < 0 else ""
-    if value != 0 and (power < -4 or power >= 6):
-        mantissa = text[0] + ("." + text[1:] if len(text) > 1 else "")
-        return f"{sign}{mantissa}e{'-' if power < 0 else '+'}{abs(power):02d}"
-    return sign + format(Decimal(repr(abs(value))).normalize(), "f")

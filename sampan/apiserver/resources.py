@@ -21,7 +21,15 @@ from sampan.api.errors import StatusError
 from sampan.api.registry import Resource
 from sampan.apiserver import conversion, strategy
 from sampan.api import protobuf
-from sampan.apiserver.negotiation import METADATA, PROTOBUF, TABLE, YAML, Representation, negotiate
+from sampan.apiserver.negotiation import (
+    JSON,
+    METADATA,
+    PROTOBUF,
+    TABLE,
+    YAML,
+    Representation,
+    negotiate,
+)
 from sampan.apiserver.requestinfo import RequestInfo
 from sampan.apiserver.rest import (
     EVENT_TTL,
@@ -130,17 +138,25 @@ class ResourceHandlers:
         raise errors.method_not_supported(resource.resource, verb)
 
     # -- representation ----------------------------------------------------------------------
-    def served(self, resource: Resource, entry: Entry) -> tuple[dict[str, Any], bytes]:
-        """The object as the requested group/version serves it."""
+    def served(self, resource: Resource, entry: Entry) -> dict[str, Any]:
+        """The object as the requested group/version serves it (a fresh, decoded copy)."""
         if conversion.needs_conversion(resource):
-            obj = conversion.from_storage(resource, entry.obj)
-            return obj, orjson.dumps(obj)
-        return entry.obj, entry.raw
+            return conversion.from_storage(resource, entry.obj)
+        return entry.obj
+
+    def served_raw(self, resource: Resource, entry: Entry) -> bytes:
+        """The served object's JSON: the cached bytes unless a conversion is needed, so that
+        gets, lists and watch events of the common case decode nothing."""
+        if conversion.needs_conversion(resource):
+            return orjson.dumps(self.served(resource, entry))
+        return entry.raw
 
     def object_response(self, request: web.Request, resource: Resource, entry: Entry,
                         rep: Representation, status: int = 200, ctx: Context | None = None) -> web.Response:
         headers = _warning_headers(ctx)
-        obj, raw = self.served(resource, entry)
+        if rep.form == JSON:
+            return json_response(self.served_raw(resource, entry), status, headers)
+        obj = self.served(resource, entry)
         if rep.form == TABLE:
             include = request.query.get("includeObject", "Metadata")
             body = self.api.tables.table(resource, [obj], include_object=include)
@@ -151,15 +167,13 @@ class ResourceHandlers:
         if rep.form == YAML:
             return web.Response(text=yaml.safe_dump(obj, sort_keys=False), status=status,
                                 content_type="application/yaml", headers=headers)
-        if rep.form == PROTOBUF:
-            return protobuf_response(obj, status, headers)
-        return json_response(raw, status, headers)
+        return protobuf_response(obj, status, headers)
 
     def list_response(self, request: web.Request, resource: Resource, entries: list[Entry],
                       list_meta: dict[str, Any], rep: Representation) -> web.Response:
         if rep.form == TABLE:
             include = request.query.get("includeObject", "Metadata")
-            objects = [self.served(resource, e)[0] for e in entries]
+            objects = [self.served(resource, e) for e in entries]
             body = self.api.tables.table(resource, objects, include_object=include,
                                          list_metadata=list_meta)
             body["apiVersion"] = f"meta.k8s.io/{rep.version}"
@@ -167,11 +181,11 @@ class ResourceHandlers:
         if rep.form == METADATA:
             body = {"kind": "PartialObjectMetadataList", "apiVersion": f"meta.k8s.io/{rep.version}",
                     "metadata": list_meta,
-                    "items": [_partial(self.served(resource, e)[0], rep.version) for e in entries]}
+                    "items": [_partial(self.served(resource, e), rep.version) for e in entries]}
             return json_response(body)
         head = orjson.dumps({"kind": resource.list_kind, "apiVersion": resource.api_version,
                              "metadata": list_meta})
-        items = b",".join(self.served(resource, e)[1] for e in entries)
+        items = b",".join(self.served_raw(resource, e) for e in entries)
         raw = head[:-1] + b',"items":[' + items + b"]}"
         if rep.form == YAML:
             return web.Response(text=yaml.safe_dump(orjson.loads(raw), sort_keys=False),
@@ -204,10 +218,7 @@ class ResourceHandlers:
         def accept(entry: Entry) -> bool:
             if label_sel is not None and not label_sel.matches(entry.labels):
                 return False
-            if field_sel is not None:
-                obj = served(resource, entry)[0] if conversion.needs_conversion(resource) else entry.obj
-                return field_sel.matches(obj)
-            return True
+            return field_sel is None or field_sel.matches(served(resource, entry))
 
         return accept
 
@@ -323,7 +334,7 @@ class ResourceHandlers:
     def _event_line(self, kind: str, resource: Resource, entry: Entry, rep: Representation,
                     first_table: list[bool], request: web.Request) -> bytes:
         if rep.form == TABLE:
-            obj = self.served(resource, entry)[0]
+            obj = self.served(resource, entry)
             include = request.query.get("includeObject", "Metadata")
             table = self.api.tables.table(resource, [obj], include_object=include,
                                           no_headers=not first_table[0])
@@ -331,10 +342,10 @@ class ResourceHandlers:
             first_table[0] = False
             return orjson.dumps({"type": kind, "object": table}) + b"\n"
         if rep.form == METADATA:
-            return orjson.dumps({"type": kind, "object": _partial(self.served(resource, entry)[0], rep.version)}) + b"\n"
+            return orjson.dumps({"type": kind, "object": _partial(self.served(resource, entry), rep.version)}) + b"\n"
         if rep.form == PROTOBUF:
-            return protobuf.encode_watch_event(kind, self.served(resource, entry)[0])
-        raw = self.served(resource, entry)[1]
+            return protobuf.encode_watch_event(kind, self.served(resource, entry))
+        raw = self.served_raw(resource, entry)
         return b'{"type":"' + kind.encode() + b'","object":' + raw + b"}\n"
 
     def _bookmark(self, resource: Resource, revision: int, rep: Representation,
@@ -561,7 +572,7 @@ class ResourceHandlers:
                     created = True
                     live = None
                 else:
-                    live = self.served(resource, current)[0]
+                    live = self.served(resource, current)
                 new = self.api.fields.apply(resource, live, applied, manager, ctx.force, subresource)
                 new.setdefault("metadata", {})["name"] = info.name
                 if created:
@@ -573,7 +584,7 @@ class ResourceHandlers:
                                            manager, subresource, ctx, track=False)
             if current is None:
                 raise errors.not_found_error(resource.resource, info.name, resource.group)
-            live = _copy(self.served(resource, current)[0])
+            live = self.served(resource, current)  # a fresh copy already
             patched = self.api.patcher.apply_patch(resource, live, content_type, body)
             if not isinstance(patched, dict):
                 raise errors.bad_request("the patch did not produce an object")

@@ -104,7 +104,7 @@ class Subresources:
         if verb == "get":
             entry = await storage.get(resource, info.namespace, info.name,
                                       request.query.get("resourceVersion", ""))
-            return json_response(self.to_scale(resource, self.api.resources.served(resource, entry)[0]))
+            return json_response(self.to_scale(resource, self.api.resources.served(resource, entry)))
         if verb not in ("update", "patch"):
             raise errors.method_not_supported(f"{resource.resource}/scale", verb)
         body = await read_body(request)
@@ -117,7 +117,7 @@ class Subresources:
         def mutate(current: Entry | None) -> dict[str, Any] | None:
             if current is None:
                 raise errors.not_found_error(resource.resource, info.name, resource.group)
-            obj = handlers.served(resource, current)[0]
+            obj = handlers.served(resource, current)
             scale = self.to_scale(resource, obj)
             if verb == "update":
                 new_scale = self.api.codec.decode_object(body, content_type, scale_kind)
@@ -140,7 +140,7 @@ class Subresources:
 
         entry, _ = await storage.guaranteed_update(resource, info.namespace, info.name, ctx, mutate)
         assert entry is not None
-        return json_response(self.to_scale(resource, handlers.served(resource, entry)[0]))
+        return json_response(self.to_scale(resource, handlers.served(resource, entry)))
 
     def _patch_scale(self, scale: dict[str, Any], content_type: str, body: bytes,
                      scale_resource: Resource | None) -> dict[str, Any]:
