@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from sampan.api.errors import bad_request, invalid
 from sampan.api.registry import Resource
+from sampan.api.validation import is_label_value, is_qualified_name
 
 # selection.Operator values.
 EQUALS = "="
@@ -35,83 +36,10 @@ LESS_THAN = "lt"
 _BINARY_OPERATORS = (IN, NOT_IN, EQUALS, DOUBLE_EQUALS, NOT_EQUALS, GREATER_THAN, LESS_THAN)
 _EXACT = frozenset({EQUALS, DOUBLE_EQUALS})
 
-# --------------------------------------------------------------------------------------------
-# Label key and value validation (k8s.io/apimachinery/pkg/api/validate/content)
-# --------------------------------------------------------------------------------------------
-
-_LABEL_KEY_FMT = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
-_LABEL_KEY_MSG = ("must consist of alphanumeric characters, '-', '_' or '.', and must start and "
-                  "end with an alphanumeric character")
-_LABEL_VALUE_FMT = f"({_LABEL_KEY_FMT})?"
-_LABEL_VALUE_MSG = ("a valid label must be an empty string or consist of alphanumeric characters, "
-                    "'-', '_' or '.', and must start and end with an alphanumeric character")
-_DNS1123_LABEL_FMT = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
-_DNS1123_SUBDOMAIN_FMT = _DNS1123_LABEL_FMT + "(\\." + _DNS1123_LABEL_FMT + ")*"
-_DNS1123_SUBDOMAIN_MSG = ("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric "
-                          "characters, '-' or '.', and must start and end with an alphanumeric "
-                          "character")
-_LABEL_KEY_RE = re.compile(_LABEL_KEY_FMT)
-_LABEL_VALUE_RE = re.compile(_LABEL_VALUE_FMT)
-_DNS1123_SUBDOMAIN_RE = re.compile(_DNS1123_SUBDOMAIN_FMT)
-_MAX_LABEL_LENGTH = 63
-_MAX_SUBDOMAIN_LENGTH = 253
-
-
-def _regex_error(message: str, regex: str, *examples: str) -> str:
-    # Upstream's RegexError, including its doubled space between examples.
-    if not examples:
-        return f"{message} (regex used for validation is '{regex}')"
-    shown = " or ".join(f"'{example}', " for example in examples)
-    return f"{message} (e.g. {shown}regex used for validation is '{regex}')"
-
-
-def _max_length_error(length: int) -> str:
-    return f"must be no more than {length} bytes"
-
-
-def _dns1123_subdomain_errors(value: str) -> list[str]:
-    errors = []
-    if len(value.encode()) > _MAX_SUBDOMAIN_LENGTH:
-        errors.append(_max_length_error(_MAX_SUBDOMAIN_LENGTH))
-    if not _DNS1123_SUBDOMAIN_RE.fullmatch(value):
-        errors.append(_regex_error(_DNS1123_SUBDOMAIN_MSG, _DNS1123_SUBDOMAIN_FMT, "example.com"))
-    return errors
-
-
-def label_key_errors(key: str) -> list[str]:
-    """Why ``key`` is not a qualified name (``[prefix/]name``); empty when it is one."""
-    parts = key.split("/")
-    if len(parts) > 2:
-        return ["a valid label key " + _regex_error(_LABEL_KEY_MSG, _LABEL_KEY_FMT, "MyName",
-                                                    "my.name", "123-abc")
-                + " with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"]
-    errors = []
-    name = parts[-1]
-    if len(parts) == 2:
-        prefix = parts[0]
-        if not prefix:
-            errors.append("prefix part must be non-empty")
-        else:
-            errors.extend("prefix part " + e for e in _dns1123_subdomain_errors(prefix))
-    if not name:
-        errors.append("name part must be non-empty")
-    elif len(name.encode()) > _MAX_LABEL_LENGTH:
-        errors.append("name part " + _max_length_error(_MAX_LABEL_LENGTH))
-    if not _LABEL_KEY_RE.fullmatch(name):
-        errors.append("name part " + _regex_error(_LABEL_KEY_MSG, _LABEL_KEY_FMT, "MyName",
-                                                  "my.name", "123-abc"))
-    return errors
-
-
-def label_value_errors(value: str) -> list[str]:
-    """Why ``value`` is not a valid label value; empty when it is one."""
-    errors = []
-    if len(value.encode()) > _MAX_LABEL_LENGTH:
-        errors.append(_max_length_error(_MAX_LABEL_LENGTH))
-    if not _LABEL_VALUE_RE.fullmatch(value):
-        errors.append(_regex_error(_LABEL_VALUE_MSG, _LABEL_VALUE_FMT, "MyValue", "my_value",
-                                   "12345"))
-    return errors
+# Label keys and values are validated as in object metadata (one implementation, upstream's
+# messages): ``label_key_errors`` and ``label_value_errors`` are those checks.
+label_key_errors = is_qualified_name
+label_value_errors = is_label_value
 
 
 class _InvalidRequirement(Exception):

@@ -104,7 +104,7 @@ def inclusive_range_error(lo: int, hi: int) -> str:
 
 
 def is_dns1123_label(value: str) -> list[str]:
-    errs = [max_len_error(63)] if len(value) > 63 else []
+    errs = [max_len_error(63)] if len(value.encode()) > 63 else []
     if not _DNS1123_LABEL.fullmatch(value):
         if _DNS1123_SUBDOMAIN.fullmatch(value):
             errs.append("must not contain dots")
@@ -114,21 +114,21 @@ def is_dns1123_label(value: str) -> list[str]:
 
 
 def is_dns1123_subdomain(value: str) -> list[str]:
-    errs = [max_len_error(253)] if len(value) > 253 else []
+    errs = [max_len_error(253)] if len(value.encode()) > 253 else []
     if not _DNS1123_SUBDOMAIN.fullmatch(value):
         errs.append(regex_error(_SUBDOMAIN_MSG, _DNS1123_SUBDOMAIN_FMT, "example.com"))
     return errs
 
 
 def is_dns1035_label(value: str) -> list[str]:
-    errs = [max_len_error(63)] if len(value) > 63 else []
+    errs = [max_len_error(63)] if len(value.encode()) > 63 else []
     if not _DNS1035_LABEL.fullmatch(value):
         errs.append(regex_error(_DNS1035_MSG, _DNS1035_LABEL_FMT, "my-name", "abc-123"))
     return errs
 
 
 def is_wildcard_dns1123_subdomain(value: str) -> list[str]:
-    errs = [max_len_error(253)] if len(value) > 253 else []
+    errs = [max_len_error(253)] if len(value.encode()) > 253 else []
     if not _WILDCARD.fullmatch(value):
         errs.append(regex_error(_WILDCARD_MSG, _WILDCARD_FMT, "*.example.com"))
     return errs
@@ -152,7 +152,7 @@ def is_qualified_name(value: str) -> list[str]:
                 + " with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"]
     if not name:
         errs.append("name part must be non-empty")
-    elif len(name) > 63:
+    elif len(name.encode()) > 63:
         errs.append("name part " + max_len_error(63))
     if not _QUALIFIED_NAME.fullmatch(name):
         errs.append("name part " + regex_error(_QUALIFIED_MSG, _QUALIFIED_NAME_FMT, "MyName",
@@ -161,14 +161,14 @@ def is_qualified_name(value: str) -> list[str]:
 
 
 def is_label_value(value: str) -> list[str]:
-    errs = [max_len_error(63)] if len(value) > 63 else []
+    errs = [max_len_error(63)] if len(value.encode()) > 63 else []
     if not _LABEL_VALUE.fullmatch(value):
         errs.append(regex_error(_LABEL_VALUE_MSG, _LABEL_VALUE_FMT, "MyValue", "my_value", "12345"))
     return errs
 
 
 def is_config_map_key(value: str) -> list[str]:
-    errs = [max_len_error(253)] if len(value) > 253 else []
+    errs = [max_len_error(253)] if len(value.encode()) > 253 else []
     if not _CONFIG_KEY.fullmatch(value):
         errs.append(regex_error("a valid config key must consist of alphanumeric characters, "
                                 "'-', '_' or '.'", _CONFIG_KEY_FMT, "key.name", "KEY_NAME",
