@@ -158,10 +158,34 @@ class APIServer:
                                 "targetPort": self.port}]},
         }
         await self._create_if_missing(svc, kubernetes, ctx)
+        for resource, obj in self._kubernetes_endpoints():
+            await self._create_if_missing(resource, obj, ctx)
         for resource_name, obj in default_objects():
             resource = self.registry.get("rbac.authorization.k8s.io", "v1", resource_name)
             assert resource is not None
             await self._create_if_missing(resource, obj, ctx)
+
+    def _kubernetes_endpoints(self) -> list[tuple[Resource, dict[str, Any]]]:
+        """Where the ``kubernetes`` Service leads: this API server, as upstream's endpoint
+        reconciler publishes it (an Endpoints object and its EndpointSlice)."""
+        endpoints = self.registry.get("", "v1", "endpoints")
+        slices = self.registry.get("discovery.k8s.io", "v1", "endpointslices")
+        assert endpoints is not None and slices is not None
+        address, port = self.advertise_address, self.port
+        family = "IPv6" if ":" in address else "IPv4"
+        return [
+            (endpoints, {"apiVersion": "v1", "kind": "Endpoints",
+                         "metadata": {"name": "kubernetes", "namespace": "default",
+                                      "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+                         "subsets": [{"addresses": [{"ip": address}],
+                                      "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]}),
+            (slices, {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                      "metadata": {"name": "kubernetes", "namespace": "default",
+                                   "labels": {"kubernetes.io/service-name": "kubernetes"}},
+                      "addressType": family,
+                      "endpoints": [{"addresses": [address], "conditions": {"ready": True}}],
+                      "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}),
+        ]
 
     async def _create_if_missing(self, resource: Resource, obj: dict[str, Any], ctx: Context) -> None:
         meta = obj["metadata"]

@@ -334,3 +334,11 @@ def test_job_gets_a_generated_selector(api_client, ns):
     assert job.spec.selector.match_labels == {"batch.kubernetes.io/controller-uid": uid}
     assert job.spec.template.metadata.labels["batch.kubernetes.io/job-name"] == "once"
     assert job.spec.backoff_limit == 6 and job.spec.completions == 1
+
+
+def test_kubernetes_service_leads_to_the_api_server(core, server):
+    svc = core.read_namespaced_service("kubernetes", "default")
+    assert svc.spec.cluster_ip == "10.43.0.1" and svc.spec.ports[0].port == 443
+    endpoints = core.read_namespaced_endpoints("kubernetes", "default")
+    assert endpoints.subsets[0].ports[0].port == server.port
+    assert endpoints.subsets[0].addresses[0].ip == "127.0.0.1"
