@@ -1,8 +1,9 @@
 """Admission: the checks and mutations every write passes after decoding and before storage.
 
 Built in, in upstream's order: NamespaceLifecycle (nothing is created in a missing or
-terminating namespace), ServiceAccount (pods run as a service account), and the cluster IP
-allocator for Services.
+terminating namespace), ServiceAccount (pods run as a service account), DefaultTolerationSeconds
+(pods tolerate not-ready and unreachable nodes for 300 s before eviction), Priority (a pod's
+priorityClassName becomes its integer priority), and the cluster IP allocator for Services.
 """
 
 from __future__ import annotations
@@ -17,6 +18,15 @@ from sampan.apiserver.rest import Context
 
 if TYPE_CHECKING:
     from sampan.apiserver.server import APIServer
+
+DEFAULT_TOLERATION_SECONDS = 300
+NOT_READY_TAINT = "node.kubernetes.io/not-ready"
+UNREACHABLE_TAINT = "node.kubernetes.io/unreachable"
+# Upstream's built-in PriorityClasses (pkg/apis/scheduling: SystemPriorityClasses).
+SYSTEM_PRIORITY_CLASSES = {
+    "system-node-critical": 2000001000,
+    "system-cluster-critical": 2000000000,
+}
 
 # Objects that are not namespaced but pass through namespace checks of their own.
 _ACCESS_REVIEW_KINDS = ("LocalSubjectAccessReview",)
@@ -34,6 +44,8 @@ class Admission:
             await self._namespace_lifecycle(resource, obj["metadata"].get("namespace", ""))
         if resource.kind == "Pod" and resource.group == "" and operation == "CREATE":
             self._service_account(obj)
+            self._default_toleration_seconds(obj)
+            self._priority(obj)
         if resource.kind == "Service" and resource.group == "" and operation == "CREATE":
             self._allocate_cluster_ip(obj, None)
             self._allocate_node_ports(obj, None)
@@ -80,6 +92,65 @@ class Admission:
         name = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
         spec["serviceAccountName"] = name
         spec["serviceAccount"] = name
+
+    @staticmethod
+    def _default_toleration_seconds(pod: dict[str, Any]) -> None:
+        """Tolerate the NoExecute not-ready and unreachable taints for 300 s unless the pod
+        already says how it tolerates them (upstream's DefaultTolerationSeconds plugin)."""
+        spec = pod.setdefault("spec", {})
+        tolerations = spec.get("tolerations") or []
+
+        def tolerates(key: str) -> bool:
+            for t in tolerations:
+                if t.get("effect") not in (None, "", "NoExecute"):
+                    continue
+                if t.get("key") == key or (not t.get("key") and t.get("operator") == "Exists"):
+                    return True
+            return False
+
+        added = [{"key": key, "operator": "Exists", "effect": "NoExecute",
+                  "tolerationSeconds": DEFAULT_TOLERATION_SECONDS}
+                 for key in (NOT_READY_TAINT, UNREACHABLE_TAINT) if not tolerates(key)]
+        if added:
+            spec["tolerations"] = tolerations + added
+
+    def _priority(self, pod: dict[str, Any]) -> None:
+        """Resolve ``priorityClassName`` (or the global default class) into ``spec.priority``
+        and ``spec.preemptionPolicy``, refusing a pod that sets a different priority itself."""
+        spec = pod.setdefault("spec", {})
+        name = spec.get("priorityClassName") or ""
+        resource = self.api.registry.get("scheduling.k8s.io", "v1", "priorityclasses")
+        assert resource is not None
+        classes = self.api.storage.cache(resource)
+        pc: dict[str, Any] | None = None
+        if name:
+            entry = classes.get(resource.key(None, name))
+            if entry is None:
+                raise errors.forbidden_error(
+                    f'pods "{pod["metadata"].get("name", "")}" is forbidden: no PriorityClass '
+                    f"with name {name} was found")
+            pc = entry.obj
+        else:
+            defaults = [e.obj for e in classes.objects.values() if e.obj.get("globalDefault")]
+            if defaults:  # several defaults: upstream takes the lowest value
+                pc = min(defaults, key=lambda o: o.get("value", 0))
+                spec["priorityClassName"] = pc["metadata"]["name"]
+        value = int(pc.get("value", 0)) if pc is not None else 0
+        given = spec.get("priority")
+        if given is not None and given != value:
+            raise errors.forbidden_error(
+                f'pods "{pod["metadata"].get("name", "")}" is forbidden: the integer value of '
+                f"priority ({given}) must not be provided in pod spec; priority admission "
+                f"controller computed {value} from the given PriorityClass name")
+        spec["priority"] = value
+        policy = (pc or {}).get("preemptionPolicy") or "PreemptLowerPriority"
+        given_policy = spec.get("preemptionPolicy")
+        if given_policy and given_policy != policy:
+            raise errors.forbidden_error(
+                f'pods "{pod["metadata"].get("name", "")}" is forbidden: the string value of '
+                f"PreemptionPolicy ({given_policy}) must not be provided in pod spec; priority "
+                f"admission controller computed {policy} from the given PriorityClass name")
+        spec["preemptionPolicy"] = policy
 
     @staticmethod
     def _keep_allocations(svc: dict[str, Any], old: dict[str, Any]) -> None:

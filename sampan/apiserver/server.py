@@ -20,7 +20,7 @@ from sampan.api import selectors as selectors_module
 from sampan.api.errors import StatusError
 from sampan.api.registry import Registry, Resource
 from sampan.apiserver import discovery, openapi, tables
-from sampan.apiserver.admission import Admission
+from sampan.apiserver.admission import SYSTEM_PRIORITY_CLASSES, Admission
 from sampan.apiserver.auth import (
     ALLOW,
     MASTERS,
@@ -160,6 +160,17 @@ class APIServer:
         await self._create_if_missing(svc, kubernetes, ctx)
         for resource, obj in self._kubernetes_endpoints():
             await self._create_if_missing(resource, obj, ctx)
+        priority_classes = self.registry.get("scheduling.k8s.io", "v1", "priorityclasses")
+        assert priority_classes is not None
+        for name, value in SYSTEM_PRIORITY_CLASSES.items():
+            await self._create_if_missing(priority_classes, {
+                "apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+                "metadata": {"name": name}, "value": value,
+                "description": "Used for system critical pods that must not be moved from "
+                               "their current node." if name == "system-node-critical" else
+                               "Used for system critical pods that must run in the cluster, "
+                               "but can be moved to another node if necessary.",
+            }, ctx)
         for resource_name, obj in default_objects():
             resource = self.registry.get("rbac.authorization.k8s.io", "v1", resource_name)
             assert resource is not None
