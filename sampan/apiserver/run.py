@@ -27,6 +27,7 @@ class APIServerProcess:
         store = open_store(store_kind, data_dir=str(data_dir), endpoints=etcd_endpoints,
                            prefix=etcd_prefix)
         self.api = APIServer(store, admin_token=self.pki.admin_token, service_cidr=service_cidr,
+                             service_account_key=self.pki.service_account_key,
                              advertise_address=advertise_address, port=port)
         self.kubeconfig_path = data_dir / "admin.kubeconfig"
         self._runner: web.AppRunner | None = None

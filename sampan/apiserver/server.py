@@ -20,6 +20,7 @@ from sampan.api import selectors as selectors_module
 from sampan.api.errors import StatusError
 from sampan.api.registry import Registry, Resource
 from sampan.apiserver import discovery, openapi, tables
+from sampan.apiserver.serviceaccounts import ServiceAccountAuthenticator, TokenIssuer
 from sampan.apiserver.admission import SYSTEM_PRIORITY_CLASSES, Admission
 from sampan.apiserver.auth import (
     ALLOW,
@@ -67,6 +68,7 @@ class Metrics:
 
 class APIServer:
     def __init__(self, store: Store, *, pki_dir: Path | None = None, admin_token: str = "",
+                 service_account_key: Path | None = None,
                  service_cidr: str = "10.43.0.0/16", advertise_address: str = "127.0.0.1",
                  port: int = 6443):
         self.store = store
@@ -88,7 +90,10 @@ class APIServer:
         self.admission = Admission(self, service_cidr)
         self.crds = CRDController(self)
         self.tokens = StaticTokens()
+        self.token_issuer = TokenIssuer(service_account_key) if service_account_key else None
         self.authn = AuthenticatorChain(self.tokens)
+        if self.token_issuer is not None:
+            self.authn.authenticators.append(ServiceAccountAuthenticator(self, self.token_issuer))
         self.rbac = RBACAuthorizer(self)
         self.authz = AuthorizerChain(MastersAuthorizer(), self.rbac)
         self.system_user = UserInfo("system:apiserver", groups=(MASTERS,))

@@ -18,6 +18,7 @@ from sampan.apiserver.negotiation import Representation
 from sampan.apiserver.requestinfo import RequestInfo
 from sampan.apiserver.rest import Context, Entry, now_rfc3339
 from sampan.apiserver.resources import json_response, read_body
+from sampan.apiserver.serviceaccounts import token_request
 
 if TYPE_CHECKING:
     from sampan.apiserver.server import APIServer
@@ -48,6 +49,8 @@ class Subresources:
             return await self.finalize(request, info, resource, ctx, rep)
         elif sub in ("log", "exec", "attach", "portforward", "proxy"):
             return await self.streaming(info, resource, sub)
+        elif sub == "token" and verb == "create" and resource.kind == "ServiceAccount":
+            return await self.token(request, info)
         elif sub in ("eviction", "ephemeralcontainers", "resize", "token"):
             raise errors.method_not_supported(f"{resource.resource}/{sub}", verb)
         raise errors.method_not_supported(f"{resource.resource}/{sub}", verb)
@@ -154,6 +157,17 @@ class Subresources:
             merged.setdefault("spec", {}).update(_dict(applied, "spec"))
             return merged
         return patching.apply_patch(scale, content_type, body, node, schemas, is_custom=False)
+
+    # -- token -------------------------------------------------------------------------------
+    async def token(self, request: web.Request, info: RequestInfo) -> web.Response:
+        if self.api.token_issuer is None:
+            raise StatusError(503, "ServiceUnavailable",
+                              "this API server has no service account signing key")
+        body = orjson.loads(await read_body(request) or b"{}")
+        if not isinstance(body, dict):
+            raise errors.bad_request("the body of a TokenRequest must be an object")
+        answer = token_request(self.api, self.api.token_issuer, info.namespace, info.name, body)
+        return json_response(answer, 201)
 
     # -- binding -----------------------------------------------------------------------------
     async def binding(self, request: web.Request, info: RequestInfo, resource: Resource,
