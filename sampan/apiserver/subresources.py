@@ -14,6 +14,7 @@ from aiohttp import web
 from sampan.api import errors
 from sampan.api.errors import StatusError
 from sampan.api.registry import Resource
+from sampan.api.selectors import from_label_selector_object
 from sampan.apiserver.negotiation import Representation
 from sampan.apiserver.requestinfo import RequestInfo
 from sampan.apiserver.rest import Context, Entry, now_rfc3339
@@ -51,6 +52,8 @@ class Subresources:
             return await self.streaming(info, resource, sub)
         elif sub == "token" and verb == "create" and resource.kind == "ServiceAccount":
             return await self.token(request, info)
+        elif sub == "eviction" and verb == "create" and resource.kind == "Pod":
+            return await self.eviction(request, info, resource, ctx)
         elif sub in ("eviction", "ephemeralcontainers", "resize", "token"):
             raise errors.method_not_supported(f"{resource.resource}/{sub}", verb)
         raise errors.method_not_supported(f"{resource.resource}/{sub}", verb)
@@ -158,6 +161,79 @@ class Subresources:
             return merged
         return patching.apply_patch(scale, content_type, body, node, schemas, is_custom=False)
 
+    # -- eviction ----------------------------------------------------------------------------
+    async def eviction(self, request: web.Request, info: RequestInfo, resource: Resource,
+                       ctx: Context) -> web.Response:
+        """Delete a pod unless that would break its PodDisruptionBudget (upstream's
+        ``pkg/registry/core/pod/storage/eviction.go``)."""
+        body = orjson.loads(await read_body(request) or b"{}")
+        if not isinstance(body, dict):
+            raise errors.bad_request("the body of an Eviction must be an object")
+        if (body.get("metadata") or {}).get("name") not in (None, info.name):
+            raise errors.bad_request("name in URL does not match name in Eviction object")
+        options = body.get("deleteOptions") or {}
+        if not isinstance(options, dict):
+            raise errors.bad_request("invalid deleteOptions")
+        pod_entry = await self.api.storage.get_latest(resource, info.namespace, info.name)
+        if pod_entry is None:
+            raise errors.not_found_error("pods", info.name)
+        pod = pod_entry.obj
+        if not _eviction_ignores_budgets(pod):
+            await self._charge_budget(pod, info.namespace, ctx)
+        await self.api.resources.delete_one(resource, info.namespace, info.name, options, ctx)
+        return json_response({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                              "status": "Success", "code": 201}, 201)
+
+    async def _charge_budget(self, pod: dict[str, Any], namespace: str, ctx: Context) -> None:
+        pdbs = self.api.registry.get("policy", "v1", "poddisruptionbudgets")
+        assert pdbs is not None
+        labels = pod["metadata"].get("labels") or {}
+        matching = []
+        for entry in self.api.storage.cache(pdbs).objects.values():
+            pdb = entry.obj
+            if pdb["metadata"].get("namespace") != namespace:
+                continue
+            selector = from_label_selector_object((pdb.get("spec") or {}).get("selector"))
+            if not selector.empty and selector.matches(labels):
+                matching.append(pdb)
+        if not matching:
+            return
+        if len(matching) > 1:
+            raise StatusError(500, "InternalError", "This pod has more than one "
+                              "PodDisruptionBudget, which the eviction subresource does not support.")
+        pdb_name = matching[0]["metadata"]["name"]
+        pod_name = pod["metadata"]["name"]
+        ready = _pod_ready(pod)
+
+        def mutate(current: Entry | None) -> dict[str, Any] | None:
+            if current is None:
+                return None  # the budget went away: nothing to charge
+            pdb = orjson.loads(current.raw)
+            status = pdb.setdefault("status", {})
+            spec = pdb.get("spec") or {}
+            if status.get("observedGeneration", 0) < pdb["metadata"].get("generation", 0):
+                raise _too_many_requests(f"The disruption budget {pdb_name} is still being "
+                                         "processed by the server.")
+            allowed = status.get("disruptionsAllowed", 0)
+            if allowed < 0:
+                raise errors.forbidden_error("pdb disruptions allowed is negative")
+            healthy, desired = status.get("currentHealthy", 0), status.get("desiredHealthy", 0)
+            if not ready and (spec.get("unhealthyPodEvictionPolicy") == "AlwaysAllow"
+                              or healthy >= desired > 0):
+                return None  # an unhealthy pod does not count against a satisfied budget
+            disrupted = status.setdefault("disruptedPods", {})
+            if len(disrupted) > 2000:
+                raise errors.forbidden_error("DisruptedPods map too big - too many evictions "
+                                             "not confirmed by PDB controller")
+            if allowed == 0:
+                raise _too_many_requests(f"The disruption budget {pdb_name} needs {desired} "
+                                         f"healthy pods and has {healthy} currently")
+            status["disruptionsAllowed"] = allowed - 1
+            disrupted[pod_name] = now_rfc3339()
+            return pdb
+
+        await self.api.storage.guaranteed_update(pdbs, namespace, pdb_name, ctx, mutate)
+
     # -- token -------------------------------------------------------------------------------
     async def token(self, request: web.Request, info: RequestInfo) -> web.Response:
         if self.api.token_issuer is None:
@@ -240,6 +316,23 @@ class Subresources:
         entry, _ = await self.api.storage.guaranteed_update(resource, "", info.name, ctx, mutate)
         assert entry is not None
         return self.api.resources.object_response(request, resource, entry, rep)
+
+
+def _pod_ready(pod: dict[str, Any]) -> bool:
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in (pod.get("status") or {}).get("conditions") or ())
+
+
+def _eviction_ignores_budgets(pod: dict[str, Any]) -> bool:
+    """Pods that are finished, not started or already going can always be evicted."""
+    return bool(pod["metadata"].get("deletionTimestamp")) or \
+        (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed", "Pending", None)
+
+
+def _too_many_requests(cause: str) -> StatusError:
+    return StatusError(429, "TooManyRequests",
+                       "Cannot evict pod as it would violate the pod's disruption budget.",
+                       details={"causes": [{"reason": "DisruptionBudget", "message": cause}]})
 
 
 _SCALE_RESOURCE = Resource("autoscaling", "v1", "scale", "Scale", True)
