@@ -10,7 +10,7 @@ import ssl
 import subprocess
 import time
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -33,6 +33,7 @@ class Server:
     process: subprocess.Popen
     log_path: Path
     controllers: subprocess.Popen | None = None
+    components: list[subprocess.Popen] = field(default_factory=list)
 
     @property
     def kubeconfig(self) -> str:
@@ -50,16 +51,36 @@ class Server:
         return ssl.create_default_context(cafile=str(self.data_dir / "pki" / "ca.crt"))
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
-        if self.controllers is not None:
-            _stop(self.controllers, signal.SIGTERM, timeout)
+        for component in self.components:
+            _stop(component, signal.SIGTERM, timeout)
         return _stop(self.process, sig, timeout)
 
-    def start_controllers(self) -> subprocess.Popen:
+    def start_component(self, command: str, *args: str) -> subprocess.Popen:
+        """``sampan COMMAND --kubeconfig K ARGS`` against this server, logging to
+        ``DATA_DIR/COMMAND.log``; stopped with the server (or by ``stop_component``)."""
+        with open(self.data_dir / f"{command}.log", "ab") as log:
+            process = subprocess.Popen([SAMPAN, command, "--kubeconfig", self.kubeconfig, *args],
+                                       stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                                       env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        self.components.append(process)
+        return process
+
+    def stop_component(self, process: subprocess.Popen, sig: int = signal.SIGTERM) -> int:
+        code = _stop(process, sig, 15)
+        if process in self.components:
+            self.components.remove(process)
+        return code
+
+    def component_logs(self, command: str) -> str:
+        path = self.data_dir / f"{command}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def start_controllers(self, *args: str) -> subprocess.Popen:
         """``sampan controller-manager`` against this server (as a real cluster runs it)."""
-        with open(self.data_dir / "controller-manager.log", "ab") as log:
-            self.controllers = subprocess.Popen(
-                [SAMPAN, "controller-manager", "--kubeconfig", self.kubeconfig],
-                stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+        self.controllers = self.start_component(
+            "controller-manager", "--service-account-private-key-file",
+            str(self.data_dir / "pki" / "service-account.key"),
+            "--root-ca-file", str(self.data_dir / "pki" / "ca.crt"), *args)
         return self.controllers
 
     def logs(self) -> str:
