@@ -11,6 +11,7 @@ import asyncio
 import copy
 import datetime
 import logging
+import math
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -106,36 +107,59 @@ def pod_restarts(pod: Mapping[str, Any]) -> int:
                 for s in (pod.get("status") or {}).get("containerStatuses") or ()), default=0)
 
 
-def _ready_since(pod: Mapping[str, Any]) -> float:
+def _ready_since(pod: Mapping[str, Any]) -> float | None:
     condition = pod_condition(pod, "Ready")
     if condition is None or condition.get("status") != "True":
-        return 0.0
-    return parse_time(condition.get("lastTransitionTime")) or 0.0
+        return None
+    return parse_time(condition.get("lastTransitionTime"))
 
 
-_PHASE_RANK = {"Pending": 1, "Unknown": 0, "Running": 2}
+_PHASE_RANK = {"Pending": 0, "Unknown": 1, "Running": 2}
 
 
 def deletion_cost(pod: Mapping[str, Any]) -> int:
+    annotations = meta(pod).get("annotations") or {}
     try:
-        return int(meta(pod).get("annotations", {}).get("controller.kubernetes.io/pod-deletion-cost", 0))
+        return int(annotations.get("controller.kubernetes.io/pod-deletion-cost", 0))
     except (TypeError, ValueError):
         return 0
 
 
-def pods_to_delete_first(pods: Iterable[Object]) -> list[Object]:
-    """Pods ordered as upstream's ``ActivePods`` ranks them for scale-down: unassigned before
-    assigned, Pending before Unknown before Running, not ready before ready, lower deletion cost,
-    ready for less time, more restarts, newer first."""
+def _log2_bucket(seconds: float) -> int:
+    """Upstream's LogarithmicScaleDown: durations compare by ``floor(log2(seconds))`` so that
+    pods of similar age count as equally old and the newest of them is not always the victim."""
+    return int(math.log2(seconds)) if seconds >= 1 else 0
+
+
+def pods_to_delete_first(pods: Iterable[Object], now: float | None = None,
+                         related: Iterable[Object] | None = None) -> list[Object]:
+    """Pods ordered as upstream's ``ActivePodsWithRanks`` ranks them for scale-down: unassigned
+    before assigned; Pending before Unknown before Running; not ready before ready; lower
+    deletion cost first; pods doubled up on a node with more ``related`` pods (by default the
+    candidates themselves) first; ready for less time first; more restarts first; newer first —
+    times and restarts compared on a log scale."""
+    pods = list(pods)
+    now = time.time() if now is None else now
+    on_node: dict[str, int] = {}
+    for pod in pods if related is None else related:
+        if is_pod_active(pod):
+            node = (pod.get("spec") or {}).get("nodeName") or ""
+            on_node[node] = on_node.get(node, 0) + 1
+
     def rank(pod: Object) -> tuple[Any, ...]:
+        node = (pod.get("spec") or {}).get("nodeName") or ""
+        ready_since = _ready_since(pod)
+        created = parse_time(meta(pod).get("creationTimestamp"))
+        restarts = pod_restarts(pod)
         return (
-            bool((pod.get("spec") or {}).get("nodeName")),
+            bool(node),
             _PHASE_RANK.get(pod_phase(pod), 3),
             is_pod_ready(pod),
             deletion_cost(pod),
-            -_ready_since(pod),
-            -pod_restarts(pod),
-            -(parse_time(meta(pod).get("creationTimestamp")) or 0.0),
+            -on_node.get(node, 0) if node else 0,
+            _log2_bucket(now - ready_since) if ready_since is not None else -1,
+            -(int(math.log2(restarts)) + 1 if restarts else 0),
+            _log2_bucket(now - created) if created is not None else -1,
         )
     return sorted(pods, key=rank)
 

@@ -4,6 +4,7 @@ behind (expectations must stop a second round of creations)."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -29,7 +30,7 @@ from sampan.controllers.replicaset import (
 )
 from sampan.controllers.util import now_rfc3339
 
-NOW = 1_700_000_000.0
+NOW = float(int(time.time()))  # scale-down compares ages on a log scale against the clock
 
 
 def replica_set(replicas: int = 3, *, min_ready: int = 0, status: dict | None = None,
@@ -341,3 +342,14 @@ async def test_replication_controller_uses_its_own_kind() -> None:
     assert (ref["apiVersion"], ref["kind"], ref["uid"]) == ("v1", "ReplicationController", "rc-uid")
     assert "terminatingReplicas" not in client.statuses[-1]
     assert client.statuses[-1]["observedGeneration"] == 1
+
+
+def test_scale_down_takes_pods_doubled_up_on_a_node_before_lonely_ones() -> None:
+    lonely = pod("lonely", ready=True, ready_since=NOW - 100, created=NOW - 100)
+    lonely["spec"]["nodeName"] = "n1"
+    pair = [pod(f"pair-{i}", ready=True, ready_since=NOW - 100, created=NOW - 100)
+            for i in range(2)]
+    for p in pair:
+        p["spec"]["nodeName"] = "n2"
+    chosen = choose_pods_to_delete([lonely, *pair], 1)
+    assert chosen[0]["metadata"]["name"].startswith("pair-")
