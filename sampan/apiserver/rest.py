@@ -264,13 +264,14 @@ class ObjectStorage:
         change". Returns (entry, created)."""
         for _ in range(MAX_RETRIES):
             current = await self.get_latest(resource, namespace, name)
+            # A stale resourceVersion is a conflict before anything else is looked at.
+            if pinned_revision and current is not None and pinned_revision != current.revision:
+                raise errors.conflict(resource.resource, name, resource.group)
             new = mutate(current)
             if new is None:
                 return current, False
             if current is None:
                 return await self.create(resource, new, ctx), True
-            if pinned_revision and pinned_revision != current.revision:
-                raise errors.conflict(resource.resource, name, resource.group)
             try:
                 return await self.write(resource, current, new, ctx), False
             except ConflictError:

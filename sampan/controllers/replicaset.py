@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from sampan.api.selectors import LabelSelector, from_label_selector_object, selector_from_set
-from sampan.client.controller import Controller
+from sampan.client.controller import Controller, Requeue
 from sampan.client.errors import ApiError
 from sampan.client.events import EventRecorder
 from sampan.client.informer import (
@@ -555,6 +555,8 @@ class ReplicaManager(Controller):
                 if e.not_found:
                     return
                 if attempt == STATUS_UPDATE_RETRIES:
+                    if e.conflict:  # someone keeps writing: look again later, quietly
+                        raise Requeue(f"status update conflicts: {e.message}") from e
                     raise
             fresh = await self.client.get(kind.api_version, kind.resource, meta(owner)["name"],
                                           namespace=meta(owner).get("namespace"))
