@@ -9,6 +9,8 @@ from typing import Any
 
 from sampan.api.registry import Resource
 
+DAEMONSET_TEMPLATE_GENERATION = "deprecated.daemonset.template.generation"
+
 # Kinds whose objects carry a spec that ``metadata.generation`` tracks.
 _NO_GENERATION = frozenset({
     "ConfigMap", "Secret", "Event", "Endpoints", "EndpointSlice", "ServiceAccount", "Lease",
@@ -60,6 +62,9 @@ def prepare_for_create(resource: Resource, obj: dict[str, Any]) -> None:
         obj["status"] = {"phase": "Pending"}
     elif resource.kind in ("Deployment", "ReplicaSet", "StatefulSet", "ReplicationController"):
         obj["status"] = {}
+    elif resource.kind == "DaemonSet" and resource.group == "apps":
+        obj["status"] = {}
+        meta.setdefault("annotations", {})[DAEMONSET_TEMPLATE_GENERATION] = "1"
     elif resource.kind == "Service":
         obj.setdefault("status", {"loadBalancer": {}})
     elif resource.kind == "Job" and resource.group == "batch":
@@ -90,6 +95,21 @@ def prepare_for_update(resource: Resource, obj: dict[str, Any], old: dict[str, A
         meta["generation"] = old_meta["generation"]
     else:
         meta.pop("generation", None)
+    if resource.kind == "DaemonSet" and resource.group == "apps":
+        _daemonset_template_generation(obj, old)
+
+
+def _daemonset_template_generation(obj: dict[str, Any], old: dict[str, Any]) -> None:
+    """DaemonSets count template changes in an annotation (upstream's ``templateGeneration``,
+    which apps/v1 keeps as ``deprecated.daemonset.template.generation``)."""
+    old_annotations = old["metadata"].get("annotations") or {}
+    try:
+        generation = int(old_annotations.get(DAEMONSET_TEMPLATE_GENERATION, "1"))
+    except ValueError:
+        generation = 1
+    if (obj.get("spec") or {}).get("template") != (old.get("spec") or {}).get("template"):
+        generation += 1
+    obj["metadata"].setdefault("annotations", {})[DAEMONSET_TEMPLATE_GENERATION] = str(generation)
 
 
 def prepare_for_status_update(obj: dict[str, Any], old: dict[str, Any]) -> dict[str, Any]:
