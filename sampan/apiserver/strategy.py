@@ -8,6 +8,7 @@ import copy
 from typing import Any
 
 from sampan.api.registry import Resource
+from sampan.apiserver.rest import now_rfc3339
 
 DAEMONSET_TEMPLATE_GENERATION = "deprecated.daemonset.template.generation"
 
@@ -149,6 +150,11 @@ def _job_selector(job: dict[str, Any]) -> None:
 def _pod_initial_status(pod: dict[str, Any]) -> None:
     spec = pod.get("spec") or {}
     pod["status"] = {"phase": "Pending", "qosClass": qos_class(spec)}
+    if spec.get("schedulingGates"):
+        pod["status"]["conditions"] = [{
+            "type": "PodScheduled", "status": "False", "reason": "SchedulingGated",
+            "message": "Scheduling is blocked due to non-empty scheduling gates",
+            "lastProbeTime": None, "lastTransitionTime": now_rfc3339()}]
 
 
 def qos_class(spec: dict[str, Any]) -> str:

@@ -29,6 +29,7 @@ WARNING = "Warning"
 QUEUE_SIZE = 1000
 CACHE_SIZE = 4096
 CLOSE_TIMEOUT = 5.0
+DROP_LOG_INTERVAL = 10.0
 
 
 def _now() -> str:
@@ -57,13 +58,19 @@ class _Seen:
 class EventRecorder:
     """Events from one component (``source.component``) on one host."""
 
-    def __init__(self, client: Client, component: str, host: str | None = None):
+    def __init__(self, client: Client, component: str, host: str | None = None, *,
+                 writers: int = 1, queue_size: int = QUEUE_SIZE):
+        """``writers`` requests in flight at most: a component recording hundreds of events
+        a second (the scheduler's ``Scheduled``) needs more than one."""
         self.client = client
         self.component = component
         self.host = host if host is not None else socket.gethostname()
-        self._queue: asyncio.Queue[tuple[_Key, dict[str, Any]]] = asyncio.Queue(QUEUE_SIZE)
+        self.writers = max(1, writers)
+        self._queue: asyncio.Queue[tuple[_Key, dict[str, Any]]] = asyncio.Queue(queue_size)
         self._seen: OrderedDict[_Key, _Seen] = OrderedDict()
-        self._writer: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.dropped = 0
+        self._dropped_logged_at = 0.0
 
     def event(self, obj: dict[str, Any], type: str, reason: str, message: str) -> None:
         """Record that ``reason`` happened to ``obj``; ``type`` is Normal or Warning."""
@@ -77,11 +84,17 @@ class EventRecorder:
         try:
             self._queue.put_nowait((key, involved))
         except asyncio.QueueFull:
-            log.warning("event queue full; dropping event", extra={"reason": reason})
+            self.dropped += 1
+            now = time.monotonic()
+            if now - self._dropped_logged_at > DROP_LOG_INTERVAL:
+                self._dropped_logged_at = now
+                log.warning("event queue full; %d events dropped so far", self.dropped,
+                            extra={"reason": reason})
             return
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.get_running_loop().create_task(self._write_all(),
-                                                                  name="event recorder")
+        self._tasks = [t for t in self._tasks if not t.done()]
+        if len(self._tasks) < self.writers and (not self._tasks or self._queue.qsize() > 1):
+            self._tasks.append(asyncio.get_running_loop().create_task(
+                self._write_all(), name="event recorder"))
 
     async def flush(self, timeout: float = CLOSE_TIMEOUT) -> None:
         """Wait until queued events are written (or the timeout passes)."""
@@ -93,9 +106,10 @@ class EventRecorder:
 
     async def close(self) -> None:
         await self.flush()
-        if self._writer is not None:
-            self._writer.cancel()
-            await asyncio.gather(self._writer, return_exceptions=True)
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _write_all(self) -> None:
         while True:

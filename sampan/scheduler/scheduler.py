@@ -71,28 +71,8 @@ class Profile:
     percentage_of_nodes_to_score: int = 0
 
 
-class _Recorder(EventRecorder):
-    """An EventRecorder with several writers: a scheduler binding hundreds of pods a second
-    emits more ``Scheduled`` events than one request at a time can deliver."""
-
-    WRITERS = 8
-
-    def __init__(self, client: Client, component: str):
-        super().__init__(client, component)
-        self._extra: list[asyncio.Task[None]] = []
-
-    def event(self, obj: dict[str, Any], type: str, reason: str, message: str) -> None:
-        super().event(obj, type, reason, message)
-        if self._queue.qsize() > 1 and len(self._extra) < self.WRITERS - 1:
-            self._extra = [t for t in self._extra if not t.done()]
-            self._extra.append(asyncio.get_running_loop().create_task(
-                self._write_all(), name="event recorder"))
-
-    async def close(self) -> None:
-        await super().close()
-        for task in self._extra:
-            task.cancel()
-        await asyncio.gather(*self._extra, return_exceptions=True)
+# A scheduler binding hundreds of pods a second records as many ``Scheduled`` events.
+EVENT_WRITERS = 8
 
 
 class NoNodesAvailable(Exception):
@@ -126,8 +106,8 @@ class Scheduler:
         self.client = client
         self.informers = informers if informers is not None else (
             InformerFactory(client) if client is not None else None)
-        self.recorder = recorder if recorder is not None or client is None else _Recorder(
-            client, COMPONENT)
+        self.recorder = recorder if recorder is not None or client is None else EventRecorder(
+            client, COMPONENT, writers=EVENT_WRITERS)
         self.cache = Cache()
         self.listers: dict[str, Any] = {}
         self.frameworks: dict[str, Framework] = {}
