@@ -69,7 +69,7 @@ def _controller_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cluster-cidr", default="10.42.0.0/16", help="pod addresses of all nodes (comma-separated for dual stack)")
     p.add_argument("--node-cidr-mask-size", type=int, default=24,
                    help="prefix length of each node's pod CIDR")
-    p.add_argument("--node-monitor-grace-period", type=float, default=40.0,
+    p.add_argument("--node-monitor-grace-period", type=float, default=50.0,
                    help="seconds without a heartbeat before a node is marked unknown")
     p.add_argument("--service-account-private-key-file", default="",
                    help="key that signs legacy service account tokens")

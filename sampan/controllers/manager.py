@@ -49,7 +49,7 @@ class ControllerOptions:
     controllers: list[str] = field(default_factory=lambda: ["*"])
     cluster_cidr: str = "10.42.0.0/16"
     node_cidr_mask_size: int = 24
-    node_monitor_grace_period: float = 40.0
+    node_monitor_grace_period: float = 50.0
     service_account_key: Path | None = None
     root_ca: Path | None = None
     local_path_dir: str = "/var/lib/sampan/storage"
