@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from sampan.api import errors
 from sampan.api.errors import StatusError
 from sampan.api.registry import Resource
+from sampan.apiserver import quota
 from sampan.apiserver.rest import Context
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ class Admission:
         """Mutating admission."""
         if operation == "CREATE" and resource.namespaced:
             await self._namespace_lifecycle(resource, obj["metadata"].get("namespace", ""))
+        quota.admit(self.api, resource, obj, operation)
         if resource.kind == "Pod" and resource.group == "" and operation == "CREATE":
             self._service_account(obj)
             self._default_toleration_seconds(obj)
@@ -52,6 +54,7 @@ class Admission:
 
     def admit_update(self, resource: Resource, obj: dict[str, Any], old: dict[str, Any]) -> None:
         """Mutating admission of an update (synchronous: it runs inside the CAS retry loop)."""
+        quota.admit_update(self.api, resource, obj, old)
         if resource.kind == "Service" and resource.group == "":
             self._keep_allocations(obj, old)
             self._drop_type_dependent_fields(obj, old)
@@ -61,6 +64,7 @@ class Admission:
     async def validate(self, resource: Resource, obj: dict[str, Any], old: dict[str, Any] | None,
                        ctx: Context, operation: str) -> None:
         """Validating admission."""
+        await quota.validate(self.api, resource, obj, old, ctx, operation)
 
     async def validate_delete(self, resource: Resource, obj: dict[str, Any], ctx: Context) -> None:
         pass
