@@ -240,7 +240,11 @@ class ObjectStorage:
         if ctx.dry_run:
             meta["resourceVersion"] = str(old.revision)
             return Entry.of(old.key, obj, old.revision)
-        if meta.get("deletionTimestamp") and not meta.get("finalizers") and _finalized(resource, obj):
+        # An update that leaves a deleted object without finalizers completes its deletion,
+        # unless a grace period is still running (a pod waits for its kubelet), as upstream's
+        # ShouldDeleteDuringUpdate.
+        if meta.get("deletionTimestamp") and not meta.get("finalizers") and \
+                not meta.get("deletionGracePeriodSeconds") and _finalized(resource, obj):
             kv = await self.store.delete(old.key, expected_revision=old.revision)
             return decode_entry(kv, kv.mod_revision)
         ttl = EVENT_TTL if resource.resource == "events" else 0

@@ -11,7 +11,6 @@ of a node that dies are recreated elsewhere after their toleration.
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 import subprocess
 from collections.abc import AsyncIterator, Iterator
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from sampan.client import ApiError, Client, load_kubeconfig
 from tests.cluster import KUBECTL, Server, start_server
@@ -74,14 +74,18 @@ async def pods_of(client: Client, namespace: str, app: str) -> list[dict[str, An
 
 
 async def wait_ready(client: Client, namespace: str, app: str, count: int) -> list[dict[str, Any]]:
+    """Wait until exactly ``count`` pods of ``app`` are live (not terminating) and Ready."""
+    live: list[dict[str, Any]] = []
+
     async def check() -> bool:
-        pods = [p for p in await pods_of(client, namespace, app)
+        nonlocal live
+        live = [p for p in await pods_of(client, namespace, app)
                 if not p["metadata"].get("deletionTimestamp")]
-        ready = [p for p in pods if any(c["type"] == "Ready" and c["status"] == "True"
+        ready = [p for p in live if any(c["type"] == "Ready" and c["status"] == "True"
                                         for c in (p.get("status") or {}).get("conditions") or [])]
-        return len(pods) == count and len(ready) == count
+        return len(live) == count and len(ready) == count
     await eventually(check, TIMEOUT, f"{count} ready pods of {app}")
-    return await pods_of(client, namespace, app)
+    return live
 
 
 async def test_nodes_register_and_become_ready(client: Client) -> None:
@@ -131,8 +135,8 @@ async def test_a_rollout_survives_the_controller_manager_being_killed(
 
 async def test_workloads_converge(client: Client, cluster: Server) -> None:
     ns = await new_namespace(client, "wl")
-    manifests = Path(cluster.data_dir / f"{ns}.json")
-    manifests.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": [
+    manifests = Path(cluster.data_dir / f"{ns}.yaml")
+    manifests.write_text(yaml.safe_dump_all([
         {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "db"},
          "spec": {"clusterIP": "None", "selector": {"app": "db"}, "ports": [{"port": 5432}]}},
         {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "db"},
@@ -148,7 +152,7 @@ async def test_workloads_converge(client: Client, cluster: Server) -> None:
                   "template": {"metadata": {"annotations": {"sampan.io/hollow-run-seconds": "1"}},
                                "spec": {"restartPolicy": "Never",
                                         "containers": [{"name": "j", "image": "job:1"}]}}}},
-    ]}))
+    ]))
     await kubectl_async(cluster, "apply", "-n", ns, "-f", str(manifests))
 
     db = await wait_ready(client, ns, "db", 3)
@@ -210,6 +214,8 @@ async def test_pods_of_a_dead_node_are_recreated_elsewhere(client: Client, clust
                                    topologySpreadConstraints=[{
                                        "maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
                                        "whenUnsatisfiable": "DoNotSchedule",
+                                       # the dead node stays a domain unless its taint counts
+                                       "nodeTaintsPolicy": "Honor",
                                        "labelSelector": {"matchLabels": {"app": "spread"}}}]),
                         namespace=ns)
     pods = await wait_ready(client, ns, "spread", 3)

@@ -187,9 +187,7 @@ async def test_deleting_a_pod_finishes_it(client: Client):
             return (await get_pod(client, ns))["status"].get("phase") == "Running"
         await eventually(running, what="pod Running")
         answer = await client.delete("v1", "pods", "p", namespace=ns)
-        if not answer["metadata"].get("deletionTimestamp"):
-            pytest.xfail("the API server deleted a bound, running pod at once instead of "
-                         "gracefully: nothing left for the kubelet to finish")
+        assert answer["metadata"].get("deletionTimestamp"), "a bound pod is deleted gracefully"
         await eventually(lambda: _gone(client, ns, "p"), what="pod deleted")
 
 
