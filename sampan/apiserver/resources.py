@@ -83,6 +83,15 @@ def status_response(err: StatusError, headers: dict[str, str] | None = None) -> 
     return json_response(err.status(), err.code, headers)
 
 
+
+class _CreateInstead(Exception):
+    """Raised inside a compare-and-swap loop when an update or apply finds no object and must
+    create one: creation needs (asynchronous) admission, which runs outside the loop."""
+
+    def __init__(self, obj: dict[str, Any]):
+        super().__init__("create instead of update")
+        self.obj = obj
+
 class ResourceHandlers:
     def __init__(self, api: "APIServer"):
         self.api = api
@@ -452,12 +461,8 @@ class ResourceHandlers:
         if generated:
             meta["name"] = generate_name(meta["generateName"])
         obj = self.prepare_create(resource, obj, ctx)
-        await self.api.admission.admit(resource, obj, None, ctx, "CREATE")
-        self.validate(resource, obj, None)
-        await self.api.admission.validate(resource, obj, None, ctx, "CREATE")
-        self.api.fields.track(resource, None, obj, self.manager(request, ctx), "")
-        ttl = EVENT_TTL if resource.resource == "events" else 0
-        entry = await self.api.storage.create(resource, obj, ctx, ttl=ttl, generated_name=generated)
+        entry = await self.admit_and_create(resource, obj, ctx, self.manager(request, ctx),
+                                            generated_name=generated)
         await self.api.after_write(resource, entry, None)
         return self.object_response(request, resource, entry, rep, 201, ctx)
 
@@ -482,17 +487,31 @@ class ResourceHandlers:
             if current is None:
                 if subresource or not strategy.allow_create_on_update(resource) or pinned:
                     raise errors.not_found_error(resource.resource, info.name, resource.group)
-                created = True
-                new = self.prepare_create(resource, new, ctx)
-                self.validate(resource, new, None)
-                self.api.fields.track(resource, None, new, manager, "")
-                return new
+                raise _CreateInstead(self.prepare_create(resource, new, ctx))
             return self.updated_object(resource, current, conversion.to_storage(resource, new),
                                        manager, subresource, ctx)
 
-        entry = await self._guaranteed(resource, info, ctx, mutate, pinned)
+        try:
+            entry = await self._guaranteed(resource, info, ctx, mutate, pinned)
+        except _CreateInstead as create:
+            created = True
+            entry = await self.admit_and_create(resource, create.obj, ctx, manager)
         await self.api.after_write(resource, entry, None)
         return self.object_response(request, resource, entry, rep, 201 if created else 200, ctx)
+
+    async def admit_and_create(self, resource: Resource, obj: dict[str, Any], ctx: Context,
+                               manager: str, *, track: bool = True,
+                               generated_name: bool = False) -> Entry:
+        """The tail of every create (POST, create-on-PUT, server-side apply): admission,
+        validation, ownership, storage."""
+        await self.api.admission.admit(resource, obj, None, ctx, "CREATE")
+        self.validate(resource, obj, None)
+        await self.api.admission.validate(resource, obj, None, ctx, "CREATE")
+        if track:
+            self.api.fields.track(resource, None, obj, manager, "")
+        ttl = EVENT_TTL if resource.resource == "events" else 0
+        return await self.api.storage.create(resource, obj, ctx, ttl=ttl,
+                                             generated_name=generated_name)
 
     def updated_object(self, resource: Resource, current: Entry, new: dict[str, Any],
                        manager: str, subresource: str, ctx: Context,
@@ -577,9 +596,7 @@ class ResourceHandlers:
                 new.setdefault("metadata", {})["name"] = info.name
                 if created:
                     self.check_namespace(new, resource, info)
-                    new = self.prepare_create(resource, new, ctx)
-                    self.validate(resource, new, None)
-                    return new
+                    raise _CreateInstead(self.prepare_create(resource, new, ctx))
                 return self.updated_object(resource, current, conversion.to_storage(resource, new),
                                            manager, subresource, ctx, track=False)
             if current is None:
@@ -598,7 +615,10 @@ class ResourceHandlers:
             return self.updated_object(resource, current, conversion.to_storage(resource, patched),
                                        manager, subresource, ctx)
 
-        entry = await self._guaranteed(resource, info, ctx, mutate)
+        try:
+            entry = await self._guaranteed(resource, info, ctx, mutate)
+        except _CreateInstead as create:
+            entry = await self.admit_and_create(resource, create.obj, ctx, manager, track=False)
         await self.api.after_write(resource, entry, None)
         return self.object_response(request, resource, entry, rep, 201 if created else 200, ctx)
 

@@ -59,3 +59,18 @@ async def test_priority_class_name_becomes_the_pods_priority(client: Client) -> 
                             namespace=ns)
     assert mismatch.value.code == 403
     assert "must not be provided in pod spec" in mismatch.value.message
+
+
+async def test_creating_through_put_or_server_side_apply_passes_admission(client: Client) -> None:
+    ns = await new_namespace(client, "adm")
+    applied = await client.apply("v1", "pods", {**pod("ssa"), "metadata": {"name": "ssa"}},
+                                 namespace=ns, field_manager="test")
+    assert applied["spec"]["priority"] == 0
+    assert applied["spec"]["serviceAccountName"] == "default"
+    assert any(t["key"] == "node.kubernetes.io/unreachable" for t in applied["spec"]["tolerations"])
+    await client.delete("v1", "namespaces", ns)
+    with pytest.raises(ApiError) as refused:  # namespace lifecycle: no new content
+        await client.apply("v1", "configmaps", {"apiVersion": "v1", "kind": "ConfigMap",
+                                                "metadata": {"name": "late"}},
+                           namespace=ns, field_manager="test")
+    assert refused.value.code in (403, 404)
