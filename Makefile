@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DATA_DIR ?= .sampan
 
-.PHONY: install run test test-unit test-e2e bench clean
+.PHONY: install run test test-unit test-e2e bench bench-scheduler clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt scripts/install.sh
 	bash scripts/install.sh $(VENV)
@@ -25,6 +25,9 @@ test-e2e: install
 
 bench: install
 	$(PY) -m bench.apiserver --store both
+
+bench-scheduler: install
+	$(PY) -m bench.scheduler
 
 clean:
 	rm -rf $(VENV) $(DATA_DIR)
