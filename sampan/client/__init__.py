@@ -15,6 +15,7 @@ from sampan.client.informer import (
     index_by_owner_uid,
     object_key,
     split_key,
+    strip_managed_fields,
 )
 from sampan.client.leaderelection import LeaderElectionConfig, LeaderElector
 from sampan.client.rest import (
@@ -48,5 +49,5 @@ __all__ = [
     "STRATEGIC_MERGE_PATCH", "SharedInformer", "ShutDown", "UnknownKindError", "WARNING", "Watch",
     "WatchEvent", "WorkQueue", "default_controller_rate_limiter", "in_cluster_config",
     "index_by_owner_uid", "load_config", "load_kubeconfig", "object_key", "resource_path",
-    "retry_on_conflict", "run_worker", "run_workers", "split_key", "wait_for_cache_sync",
+    "retry_on_conflict", "run_worker", "run_workers", "split_key", "strip_managed_fields", "wait_for_cache_sync",
 ]

@@ -50,6 +50,17 @@ def split_key(key: str) -> tuple[str, str]:
     return namespace, name
 
 
+def strip_managed_fields(obj: Object) -> Object:
+    """A transform that drops ``metadata.managedFields`` before an object is cached, as
+    kube-controller-manager and kube-scheduler do (``TransformStripManagedFields``): no
+    controller reads them, and they are often the largest part of an object. An update sent
+    without them keeps the stored ones."""
+    meta = obj.get("metadata")
+    if meta is not None:
+        meta.pop("managedFields", None)
+    return obj
+
+
 def index_by_namespace(obj: Object) -> list[str]:
     return [(obj.get("metadata") or {}).get("namespace") or ""]
 
@@ -153,13 +164,14 @@ class SharedInformer:
                  namespace: str | None = None, label_selector: str | None = None,
                  field_selector: str | None = None, metadata_only: bool = False,
                  resync_period: float = 0.0, indexers: Mapping[str, IndexFunc] | None = None,
-                 page_size: int = 500):
+                 page_size: int = 500, transform: Callable[[Object], Object] | None = None):
         self.client = client
         self.api_version, self.resource, self.namespace = api_version, resource, namespace
         self.label_selector, self.field_selector = label_selector, field_selector
         self.metadata_only = metadata_only
         self.resync_period = resync_period
         self.page_size = page_size
+        self.transform = transform  # applied to each object before it is cached
         self.indexer = Indexer({NAMESPACE_INDEX: index_by_namespace, **(indexers or {})})
         self.last_sync_resource_version = ""
         self._handlers: list[EventHandler] = []
@@ -292,6 +304,8 @@ class SharedInformer:
         self._synced.set()
 
     def _replace(self, items: list[Object]) -> None:
+        if self.transform is not None:
+            items = [self.transform(o) for o in items]
         old = {object_key(o): o for o in self.indexer.list()}
         self.indexer.replace(items)
         for obj in items:
@@ -324,6 +338,8 @@ class SharedInformer:
         if kind == "BOOKMARK":
             pass
         elif kind in ("ADDED", "MODIFIED"):
+            if self.transform is not None:
+                obj = self.transform(obj)
             old = self.indexer.upsert(obj)
             if old is None:
                 self._added(obj)
@@ -351,9 +367,11 @@ class InformerFactory:
     """Hands out one shared informer per (resource, namespace, representation), and starts and
     stops them together (client-go's SharedInformerFactory)."""
 
-    def __init__(self, client: Client, *, resync_period: float = 0.0):
+    def __init__(self, client: Client, *, resync_period: float = 0.0,
+                 transform: Callable[[Object], Object] | None = None):
         self.client = client
         self.resync_period = resync_period
+        self.transform = transform
         self._informers: dict[tuple[str, str, str, bool], SharedInformer] = {}
 
     def informer(self, api_version: str, resource: str, *, namespace: str | None = None,
@@ -364,7 +382,8 @@ class InformerFactory:
         if informer is None:
             informer = SharedInformer(self.client, api_version, resource, namespace=namespace,
                                       metadata_only=metadata_only,
-                                      resync_period=self.resync_period)
+                                      resync_period=self.resync_period,
+                                      transform=self.transform)
             self._informers[key] = informer
         if indexers:
             informer.indexer.add_indexers(indexers)

@@ -33,7 +33,7 @@ from sampan.client.controller import Requeue, run_workers
 from sampan.client.discovery import APIResource, DiscoveryFailedError, UnknownKindError
 from sampan.client.errors import ApiError
 from sampan.client.events import WARNING, EventRecorder
-from sampan.client.informer import InformerFactory, SharedInformer
+from sampan.client.informer import InformerFactory, SharedInformer, strip_managed_fields
 from sampan.client.rest import Client, Preconditions
 from sampan.client.workqueue import RateLimitingQueue
 
@@ -388,7 +388,7 @@ class GarbageCollector:
         for resource in wanted.values():
             if resource not in self.monitors:
                 informer = SharedInformer(self.client, resource.api_version, resource.name,
-                                          metadata_only=True)
+                                          metadata_only=True, transform=strip_managed_fields)
                 informer.add_event_handler(**self.builder.handlers(resource))
                 informer.start()
                 self.monitors[resource] = informer

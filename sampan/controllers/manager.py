@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from sampan.client.config import load_kubeconfig
-from sampan.client.informer import InformerFactory
+from sampan.client.informer import InformerFactory, strip_managed_fields
 from sampan.client.leaderelection import LeaderElectionConfig, LeaderElector, default_identity
 from sampan.client.rest import Client
 from sampan.controllers.garbagecollector import GarbageCollector
@@ -213,7 +213,7 @@ class ControllerManager:
         """One term: fresh informers and controllers, run until cancelled."""
         self.terms += 1
         self.leading.set()
-        informers = InformerFactory(self.client)
+        informers = InformerFactory(self.client, transform=strip_managed_fields)
         controllers = [make(self.client, informers) for make in self.factories]
         informers.start()
         log.info("controller manager leading", extra={

@@ -34,6 +34,7 @@ from sampan.client import (
     SharedInformer,
     object_key,
     run_workers,
+    strip_managed_fields,
 )
 from sampan.client.config import load_kubeconfig
 from sampan.client.leaderelection import micro_time
@@ -480,7 +481,8 @@ class HollowNodes:
         for i in range(start_index, start_index + count):
             name = node_name(prefix, i)
             self.nodes[name] = _Node(name, i)
-        self.pod_informer = SharedInformer(client, "v1", "pods", field_selector="spec.nodeName!=")
+        self.pod_informer = SharedInformer(client, "v1", "pods", field_selector="spec.nodeName!=",
+                                           transform=strip_managed_fields)
         self.node_informer = SharedInformer(client, "v1", "nodes",
                                             label_selector=f"{GROUP_LABEL}={prefix}")
         limiter = ItemExponentialFailureRateLimiter(0.05, 30.0)

@@ -25,7 +25,8 @@ from sampan.api.selectors import LabelSelector, from_label_selector_object, sele
 from sampan.client.config import load_kubeconfig
 from sampan.client.errors import ApiError
 from sampan.client.events import EventRecorder
-from sampan.client.informer import NAMESPACE_INDEX, InformerFactory, SharedInformer
+from sampan.client.informer import (NAMESPACE_INDEX, InformerFactory, SharedInformer,
+                                    strip_managed_fields)
 from sampan.client.leaderelection import LeaderElectionConfig, LeaderElector, default_identity
 from sampan.client.rest import Client
 from sampan.scheduler import queue as q
@@ -105,7 +106,7 @@ class Scheduler:
                  seed: int | None = None):
         self.client = client
         self.informers = informers if informers is not None else (
-            InformerFactory(client) if client is not None else None)
+            InformerFactory(client, transform=strip_managed_fields) if client is not None else None)
         self.recorder = recorder if recorder is not None or client is None else EventRecorder(
             client, COMPONENT, writers=EVENT_WRITERS)
         self.cache = Cache()
@@ -168,7 +169,8 @@ class Scheduler:
 
     def _setup_informers(self) -> list[SharedInformer]:
         assert self.client is not None and self.informers is not None
-        pods = SharedInformer(self.client, "v1", "pods", field_selector=POD_FIELD_SELECTOR)
+        pods = SharedInformer(self.client, "v1", "pods", field_selector=POD_FIELD_SELECTOR,
+                              transform=strip_managed_fields)
         pods.add_event_handler(self._on_pod_add, self._on_pod_update, self._on_pod_delete)
         nodes = self.informers.informer("v1", "nodes")
         nodes.add_event_handler(self._on_node_add, self._on_node_update, self._on_node_delete)
