@@ -99,7 +99,8 @@ def test_scale_down_honours_pod_deletion_cost() -> None:
 
 
 def test_scale_down_prefers_newer_pods_and_takes_all_without_ranking() -> None:
-    pods = [pod("old", ready=True, ready_since=NOW - 100, created=NOW - 100),
+    # Ages compare on a log2 scale against the clock: make them differ by orders of magnitude.
+    pods = [pod("old", ready=True, ready_since=NOW - 100_000, created=NOW - 100_000),
             pod("new", ready=True, ready_since=NOW - 10, created=NOW - 10)]
     assert [p["metadata"]["name"] for p in choose_pods_to_delete(pods, 1)] == ["new"]
     assert len(choose_pods_to_delete(pods, 5)) == 2
