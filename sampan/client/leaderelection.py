@@ -254,3 +254,37 @@ class LeaderElector:
             log.info("released leader lease", extra={"lease": self.config.name})
         except Exception as e:
             log.warning("failed to release leader lease: %r", e)
+
+
+RECAMPAIGN_DELAY = 2.0
+
+
+async def run_while_leading(client: Client, config: LeaderElectionConfig,
+                            lead: Callable[[], Awaitable[None]], stop: asyncio.Event, *,
+                            leader_election: bool = True, name: str = "component",
+                            on_stopped_leading: Callable[[], None] | None = None,
+                            on_new_leader: Callable[[str], None] | None = None) -> None:
+    """Run ``lead()`` while holding the Lease (or at once without leader election) until
+    ``stop`` is set; a term that fails gives up the Lease and campaigns again. The shared loop
+    of ``sampan controller-manager`` and ``sampan scheduler``."""
+    async def campaign_forever() -> None:
+        while True:
+            elector = LeaderElector(client, config, on_started_leading=lead,
+                                    on_stopped_leading=on_stopped_leading,
+                                    on_new_leader=on_new_leader)
+            try:
+                await elector.run()
+            except Exception:
+                log.exception("%s failed; giving up leadership", name)
+            await asyncio.sleep(RECAMPAIGN_DELAY)
+
+    work = asyncio.create_task(campaign_forever() if leader_election else lead(), name=name)
+    stopped = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({work, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (work, stopped):
+            task.cancel()
+        await asyncio.gather(work, stopped, return_exceptions=True)
+    if work.done() and not work.cancelled() and work.exception() is not None:
+        raise work.exception()  # type: ignore[misc]

@@ -19,7 +19,8 @@ from typing import Any, Protocol
 
 from sampan.client.config import load_kubeconfig
 from sampan.client.informer import InformerFactory, strip_managed_fields
-from sampan.client.leaderelection import LeaderElectionConfig, LeaderElector, default_identity
+from sampan.client.leaderelection import (LeaderElectionConfig, default_identity,
+                                          run_while_leading)
 from sampan.client.rest import Client
 from sampan.controllers.garbagecollector import GarbageCollector
 from sampan.controllers.namespace import NamespaceController
@@ -28,7 +29,6 @@ log = logging.getLogger(__name__)
 
 LEASE_NAMESPACE = "kube-system"
 LEASE_NAME = "kube-controller-manager"
-RECAMPAIGN_DELAY = 2.0
 
 
 class RunnableController(Protocol):
@@ -182,28 +182,10 @@ class ControllerManager:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set; then stop the controllers and release the Lease."""
-        work = asyncio.create_task(self._campaign_forever() if self.leader_election
-                                   else self._lead(), name="controller manager")
-        stopped = asyncio.create_task(stop.wait())
-        try:
-            await asyncio.wait({work, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (work, stopped):
-                task.cancel()
-            await asyncio.gather(work, stopped, return_exceptions=True)
-        if work.done() and not work.cancelled() and work.exception() is not None:
-            raise work.exception()  # type: ignore[misc]
-
-    async def _campaign_forever(self) -> None:
-        while True:
-            elector = LeaderElector(self.client, self.election, on_started_leading=self._lead,
-                                    on_stopped_leading=self.leading.clear,
-                                    on_new_leader=self._new_leader)
-            try:
-                await elector.run()
-            except Exception:
-                log.exception("controllers failed; giving up leadership")
-            await asyncio.sleep(RECAMPAIGN_DELAY)
+        await run_while_leading(self.client, self.election, self._lead, stop,
+                                leader_election=self.leader_election, name="controller manager",
+                                on_stopped_leading=self.leading.clear,
+                                on_new_leader=self._new_leader)
 
     def _new_leader(self, identity: str) -> None:
         if identity != self.identity:

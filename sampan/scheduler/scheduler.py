@@ -27,7 +27,8 @@ from sampan.client.errors import ApiError
 from sampan.client.events import EventRecorder
 from sampan.client.informer import (NAMESPACE_INDEX, InformerFactory, SharedInformer,
                                     strip_managed_fields)
-from sampan.client.leaderelection import LeaderElectionConfig, LeaderElector, default_identity
+from sampan.client.leaderelection import (LeaderElectionConfig, default_identity,
+                                          run_while_leading)
 from sampan.client.rest import Client
 from sampan.scheduler import queue as q
 from sampan.scheduler.cache import Cache, PodInfo
@@ -42,7 +43,6 @@ log = logging.getLogger(__name__)
 LEASE_NAMESPACE = "kube-system"
 LEASE_NAME = "kube-scheduler"
 COMPONENT = "default-scheduler"
-RECAMPAIGN_DELAY = 2.0
 MAX_BINDS_IN_FLIGHT = 256
 NO_NODES_MESSAGE = "no nodes available to schedule pods"
 POD_FIELD_SELECTOR = "status.phase!=Succeeded,status.phase!=Failed"
@@ -537,27 +537,9 @@ class SchedulerComponent:
         self.scheduler: Scheduler | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
-        work = asyncio.create_task(self._campaign_forever() if self.leader_election
-                                   else self._lead(), name="scheduler")
-        stopped = asyncio.create_task(stop.wait())
-        try:
-            await asyncio.wait({work, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (work, stopped):
-                task.cancel()
-            await asyncio.gather(work, stopped, return_exceptions=True)
-        if work.done() and not work.cancelled() and work.exception() is not None:
-            raise work.exception()  # type: ignore[misc]
-
-    async def _campaign_forever(self) -> None:
-        while True:
-            elector = LeaderElector(self.client, self.election, on_started_leading=self._lead,
-                                    on_stopped_leading=self.leading.clear)
-            try:
-                await elector.run()
-            except Exception:
-                log.exception("scheduler failed; giving up leadership")
-            await asyncio.sleep(RECAMPAIGN_DELAY)
+        await run_while_leading(self.client, self.election, self._lead, stop,
+                                leader_election=self.leader_election, name="scheduler",
+                                on_stopped_leading=self.leading.clear)
 
     async def _lead(self) -> None:
         """One term: a fresh scheduler (fresh informers, cache and queue)."""
