@@ -252,8 +252,10 @@ async def test_pod_failure_policy_fail_job(client: Client) -> None:
 async def test_ttl_after_finished_deletes_job(client: Client) -> None:
     ns = await new_namespace(client, "job")
     async with running(client, ttl=True):
-        await client.create("batch/v1", "jobs", job_manifest("brief", ttlSecondsAfterFinished=1),
-                            namespace=ns)
+        # The TTL is set only once the job is Complete: with it set from the start the job could be
+        # gone before the test reads the condition. Setting it on a finished job is also how
+        # upstream's controller is exercised by `kubectl patch`.
+        await client.create("batch/v1", "jobs", job_manifest("brief"), namespace=ns)
 
         async def one_pod() -> bool:
             return len(await job_pods(client, ns, "brief")) == 1
@@ -261,6 +263,8 @@ async def test_ttl_after_finished_deletes_job(client: Client) -> None:
         pod = (await job_pods(client, ns, "brief"))[0]["metadata"]["name"]
         await set_pod_status(client, ns, pod, phase="Succeeded")
         await wait_condition(client, ns, "brief", "Complete")
+        await client.patch("batch/v1", "jobs", "brief", {"spec": {"ttlSecondsAfterFinished": 1}},
+                           namespace=ns)
 
         async def deleted() -> bool:
             return not await exists(client, "batch/v1", "jobs", "brief", ns)
