@@ -1,0 +1,766 @@
+"""The node agent: Sampan's kubelet.
+
+    sampan agent --kubeconfig K --node-name N --data-dir DIR
+
+It registers its Node and keeps it fresh (status, Lease), watches the pods bound to it and
+gives each a worker (``podworkers.py``) that makes the runtime match the spec. A relist loop
+(the kubelet's PLEG) notices containers that changed on their own — exited, OOM-killed — and
+wakes their pods' workers. The status manager writes each pod's status when it changes. The
+agent's HTTPS server (``server.py``) serves logs, exec, attach, port-forward and stats to the
+API server. Everything that runs survives the agent: a restarted agent adopts what it finds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import copy
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sampan.client import ApiError, Client, SharedInformer, strip_managed_fields
+from sampan.client.events import EventRecorder
+from sampan.client.leaderelection import micro_time
+from sampan.controllers.util import now_rfc3339
+from sampan.node import containers as cfg
+from sampan.node import nodestatus
+from sampan.node.cri import ContainerStatus, CRIError, Sandbox, State
+from sampan.node.hooks import HookRunner
+from sampan.node.podworkers import Backoff, PodRuntime, PodWorker
+from sampan.node.status import PodView, pod_status
+
+log = logging.getLogger(__name__)
+
+Object = dict[str, Any]
+
+LEASE_NAMESPACE = "kube-node-lease"
+LEASE_DURATION_SECONDS = 40
+LEASE_RENEW_INTERVAL = 10.0
+NODE_STATUS_UPDATE_FREQUENCY = 10.0
+NODE_STATUS_REPORT_FREQUENCY = 300.0
+RELIST_PERIOD = 1.0
+HOUSEKEEPING_PERIOD = 10.0
+IMAGE_GC_PERIOD = 300.0
+VOLUME_REFRESH_SECONDS = 60.0
+
+
+@dataclass
+class AgentConfig:
+    node_name: str
+    data_dir: Path
+    run_dir: Path
+    node_ip: str = ""
+    kubelet_port: int = 10250
+    cgroup_root: str = ""
+    cluster_dns: list[str] = field(default_factory=list)
+    cluster_domain: str = "cluster.local"
+    pod_cidr: str = ""                     # overrides the node's spec.podCIDR (standalone)
+    cluster_cidrs: list[str] = field(default_factory=lambda: ["10.42.0.0/16"])
+    service_cidrs: list[str] = field(default_factory=lambda: ["10.43.0.0/16"])
+    allowed_host_paths: list[str] | None = None
+    ca_file: Path | None = None
+    bridge: str = "sampan0"
+    insecure_registries: list[str] = field(default_factory=list)
+    labels: dict[str, str] = field(default_factory=dict)
+    register_taints: list[Object] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.data_dir = Path(self.data_dir)
+        self.run_dir = Path(self.run_dir)
+        if not self.cgroup_root:
+            self.cgroup_root = f"/sampan/{self.node_name}"
+
+
+class StatusManager:
+    """Writes a pod's status when what the agent would write differs from what is there."""
+
+    def __init__(self, agent: Agent):
+        self.agent = agent
+        self._last: dict[str, Object] = {}
+
+    async def set_status(self, pod: Object, view: PodView, *, terminal: bool = False) -> Object:
+        now = now_rfc3339()
+        status = pod_status(pod, view, host_ip=self.agent.node_ip, now=now, terminal=terminal)
+        uid = pod["metadata"]["uid"]
+        if _comparable(status) == _comparable(self._last.get(uid)) and \
+                _comparable(status) == _comparable(pod.get("status")):
+            return status
+        meta = pod["metadata"]
+        try:
+            updated = await self.agent.client.patch(
+                "v1", "pods", meta["name"], {"metadata": {"uid": uid}, "status": status},
+                namespace=meta.get("namespace"), subresource="status")
+        except ApiError as e:
+            if e.status in (404, 409, 422):
+                log.info("status of pod %s/%s not written: %s", meta.get("namespace"),
+                         meta["name"], e)
+                return status
+            raise
+        self._last[uid] = status
+        worker = self.agent.workers.get(uid)
+        if worker is not None and updated.get("metadata", {}).get("uid") == uid:
+            # Later passes compare with what was written, not the informer's older copy.
+            worker.pod = _newer(worker.pod, updated)
+        return status
+
+    def forget(self, uid: str) -> None:
+        self._last.pop(uid, None)
+
+
+def _comparable(status: Object | None) -> Any:
+    if not status:
+        return None
+    out = copy.deepcopy(status)
+    for c in out.get("conditions") or ():
+        c.pop("lastProbeTime", None)
+    return out
+
+
+def _newer(current: Object, updated: Object) -> Object:
+    try:
+        if int(updated["metadata"]["resourceVersion"]) >= int(current["metadata"]["resourceVersion"]):
+            return updated
+    except (KeyError, ValueError):
+        pass
+    return current
+
+
+class Agent:
+    def __init__(self, client: Client, config: AgentConfig, *, runtime: Any, images: Any,
+                 network: Any, volumes: Any, probes: Any = None, server_factory: Any = None,
+                 stats: Any = None, envvars: Any = None, log_rotator: Any = None,
+                 image_gc: Any = None):
+        self.client = client
+        self.config = config
+        self.node_name = config.node_name
+        self.node_ip = config.node_ip or nodestatus.detect_node_ip()
+        self.runtime = runtime
+        self.images = images
+        self.network = network
+        self.volumes = volumes
+        self.envvars = envvars
+        self.probes = probes if probes is not None else _NoProbes()
+        self.stats = stats
+        self.log_rotator = log_rotator
+        self.image_gc = image_gc
+        self._server_factory = server_factory
+        self.server: Any = None
+        self.recorder = EventRecorder(client, "kubelet", host=config.node_name, writers=4)
+        self.status_manager = StatusManager(self)
+        self.hooks = HookRunner(runtime, self._pod_ip)
+        self.backoff = Backoff()
+        self.backoff_marks: dict[str, float] = {}
+        self.workers: dict[str, PodWorker] = {}
+        self.cluster_dns = list(config.cluster_dns)
+        self.cluster_domain = config.cluster_domain
+        self.cgroup_root = config.cgroup_root
+        self.volume_refresh_seconds = VOLUME_REFRESH_SECONDS
+        self.node: Object | None = None
+        self._network_ready = False
+        self._pod_cidrs: list[str] = []
+        self._runtime_state: dict[str, PodRuntime] = {}
+        self._fingerprints: dict[str, tuple] = {}
+        self._relist_lock = asyncio.Lock()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._host_searches: list[str] | None = None
+        self.pods = SharedInformer(client, "v1", "pods",
+                                   field_selector=f"spec.nodeName={config.node_name}",
+                                   transform=strip_managed_fields)
+        self.nodes = SharedInformer(client, "v1", "nodes", transform=strip_managed_fields)
+        self.services = SharedInformer(client, "v1", "services", transform=strip_managed_fields)
+        self.started = asyncio.Event()
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.start()
+        try:
+            await stop.wait()
+        finally:
+            await self.close()
+
+    async def start(self) -> None:
+        cfg_ = self.config
+        cfg_.data_dir.mkdir(parents=True, exist_ok=True)
+        (cfg_.data_dir / "pods").mkdir(exist_ok=True)
+        (cfg_.data_dir / "logs").mkdir(exist_ok=True)
+        await self.runtime.start()
+        await self.register_node()
+        self.nodes.add_event_handler(on_add=self._node_changed,
+                                     on_update=lambda old, new: self._node_changed(new),
+                                     on_delete=lambda obj: self._peers_changed())
+        self.pods.add_event_handler(on_add=self._pod_added,
+                                    on_update=lambda old, new: self._pod_added(new),
+                                    on_delete=self._pod_deleted)
+        for informer in (self.nodes, self.services, self.pods):
+            informer.start()
+        await self.nodes.wait_for_sync()
+        await self.services.wait_for_sync()
+        await self.relist()
+        if self._server_factory is not None:
+            self.server = self._server_factory(self)
+            await self.server.start()
+        loop = asyncio.get_running_loop()
+        for coro, name in ((self._lease_loop(), "node lease"),
+                           (self._node_status_loop(), "node status"),
+                           (self._relist_loop(), "relist"),
+                           (self._housekeeping_loop(), "housekeeping")):
+            self._tasks.append(loop.create_task(coro, name=name))
+        await self.pods.wait_for_sync()
+        self.started.set()
+        log.info("node agent %s started", self.node_name,
+                 extra={"node_ip": self.node_ip, "pods": len(self.pods.indexer)})
+
+    async def close(self) -> None:
+        """Stop the agent; containers keep running (a restarted agent adopts them)."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for worker in list(self.workers.values()):
+            await worker.stop()
+        for informer in (self.pods, self.nodes, self.services):
+            await informer.stop()
+        if self.server is not None:
+            await self.server.stop()
+        await self.hooks.close()
+        await self.recorder.close()
+        await self.runtime.close()
+
+    # -- node ---------------------------------------------------------------------------------
+    def _node_body(self, previous: Object | None) -> Object:
+        now = now_rfc3339()
+        ready, message = self._readiness()
+        prev_status = (previous or {}).get("status") or {}
+        return {
+            "capacity": nodestatus.capacity(self.config.data_dir),
+            "allocatable": nodestatus.allocatable(self.config.data_dir),
+            "conditions": nodestatus.conditions(now, prev_status.get("conditions") or [],
+                                                nodestatus.pressure(self.config.data_dir),
+                                                ready, message),
+            "addresses": nodestatus.addresses(self.node_ip, self.node_name),
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": self.config.kubelet_port}},
+            "nodeInfo": nodestatus.node_info(self.runtime_version(), self.node_name),
+            "images": nodestatus.images(self.images.list()),
+        }
+
+    def runtime_version(self) -> str:
+        return getattr(self.runtime, "version", None) or "runc://1"
+
+    def _readiness(self) -> tuple[bool, str]:
+        if not self._network_ready:
+            return False, ("container runtime network not ready: NetworkReady=false "
+                           "reason:NetworkPluginNotReady message:Network plugin returns error: "
+                           "the node has no podCIDR")
+        return True, ""
+
+    async def register_node(self) -> None:
+        name = self.node_name
+        try:
+            node = await self.client.get("v1", "nodes", name)
+        except ApiError as e:
+            if e.status != 404:
+                raise
+            body = {"apiVersion": "v1", "kind": "Node",
+                    "metadata": {"name": name,
+                                 "labels": {**nodestatus.labels(name), **self.config.labels},
+                                 "annotations": {"node.alpha.kubernetes.io/ttl": "0",
+                                                 "volumes.kubernetes.io/controller-managed-"
+                                                 "attach-detach": "true"}},
+                    "spec": {"taints": self.config.register_taints} if self.config.register_taints
+                    else {},
+                    "status": self._node_body(None)}
+            if self.config.pod_cidr:
+                body["spec"]["podCIDR"] = self.config.pod_cidr
+                body["spec"]["podCIDRs"] = [self.config.pod_cidr]
+            try:
+                node = await self.client.create("v1", "nodes", body)
+            except ApiError as e2:
+                if e2.status != 409:
+                    raise
+                node = await self.client.get("v1", "nodes", name)
+            else:
+                log.info("registered node %s", name)
+        self.node = node
+        await self._update_node_status(force=True)
+        await self._maybe_start_network(node)
+
+    async def _update_node_status(self, force: bool = False) -> None:
+        node = self.node or {}
+        body = self._node_body(node)
+        old = node.get("status") or {}
+        changed = force or _status_differs(old, body)
+        if not changed:
+            return
+        meta = node.get("metadata") or {}
+        labels_patch = {k: v for k, v in nodestatus.labels(self.node_name).items()
+                        if (meta.get("labels") or {}).get(k) != v}
+        if labels_patch:
+            await self.client.patch("v1", "nodes", self.node_name,
+                                    {"metadata": {"labels": labels_patch}})
+        self.node = await self.client.patch("v1", "nodes", self.node_name, {"status": body},
+                                            subresource="status")
+        self._last_status_report = time.monotonic()
+
+    async def _node_status_loop(self) -> None:
+        self._last_status_report = time.monotonic()
+        while True:
+            await asyncio.sleep(NODE_STATUS_UPDATE_FREQUENCY)
+            try:
+                force = time.monotonic() - self._last_status_report >= NODE_STATUS_REPORT_FREQUENCY
+                await self._update_node_status(force=force)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                log.warning("updating node status: %s", e)
+
+    async def _lease_loop(self) -> None:
+        while True:
+            try:
+                await self._renew_lease()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                log.warning("renewing the node lease: %s", e)
+            await asyncio.sleep(LEASE_RENEW_INTERVAL)
+
+    async def _renew_lease(self) -> None:
+        name = self.node_name
+        try:
+            lease = await self.client.get("coordination.k8s.io/v1", "leases", name,
+                                          namespace=LEASE_NAMESPACE)
+        except ApiError as e:
+            if e.status != 404:
+                raise
+            node = self.node or await self.client.get("v1", "nodes", name)
+            body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                    "metadata": {"name": name, "namespace": LEASE_NAMESPACE,
+                                 "ownerReferences": [{"apiVersion": "v1", "kind": "Node",
+                                                      "name": name,
+                                                      "uid": node["metadata"]["uid"]}]},
+                    "spec": {"holderIdentity": name,
+                             "leaseDurationSeconds": LEASE_DURATION_SECONDS,
+                             "renewTime": micro_time()}}
+            await self.client.create("coordination.k8s.io/v1", "leases", body,
+                                     namespace=LEASE_NAMESPACE)
+            return
+        lease["spec"]["holderIdentity"] = name
+        lease["spec"]["leaseDurationSeconds"] = LEASE_DURATION_SECONDS
+        lease["spec"]["renewTime"] = micro_time()
+        await self.client.update("coordination.k8s.io/v1", "leases", lease,
+                                 namespace=LEASE_NAMESPACE)
+
+    def _node_changed(self, node: Object) -> None:
+        if node["metadata"]["name"] == self.node_name:
+            self.node = node
+            asyncio.get_running_loop().create_task(self._maybe_start_network(node))
+        self._peers_changed()
+
+    async def _maybe_start_network(self, node: Object) -> None:
+        spec = node.get("spec") or {}
+        cidrs = list(spec.get("podCIDRs") or ([spec["podCIDR"]] if spec.get("podCIDR") else []))
+        if self.config.pod_cidr:
+            cidrs = [self.config.pod_cidr]
+        if not cidrs or cidrs == self._pod_cidrs:
+            return
+        self._pod_cidrs = cidrs
+        await self.network.start(cidrs)
+        was_ready = self._network_ready
+        self._network_ready = True
+        log.info("pod network ready", extra={"pod_cidrs": cidrs})
+        self._peers_changed()
+        if not was_ready:
+            await self._update_node_status(force=True)
+            for worker in self.workers.values():
+                worker.wake()
+
+    def _peers_changed(self) -> None:
+        if not self._network_ready:
+            return
+        peers = []
+        for node in self.nodes.indexer.list():
+            if node["metadata"]["name"] == self.node_name:
+                continue
+            spec = node.get("spec") or {}
+            cidrs = list(spec.get("podCIDRs") or ([spec["podCIDR"]] if spec.get("podCIDR") else []))
+            ip = next((a["address"] for a in (node.get("status") or {}).get("addresses") or ()
+                       if a.get("type") == "InternalIP"), None)
+            if ip and cidrs:
+                peers.append((ip, cidrs))
+        task = asyncio.get_running_loop().create_task(self.network.sync_routes(peers))
+        task.add_done_callback(_log_failure("syncing routes to other nodes"))
+
+    def network_ready(self) -> bool:
+        return self._network_ready
+
+    # -- pods -----------------------------------------------------------------------------------
+    def _pod_added(self, pod: Object) -> None:
+        uid = pod["metadata"]["uid"]
+        worker = self.workers.get(uid)
+        if worker is None:
+            worker = PodWorker(self, pod)
+            self.workers[uid] = worker
+            self.probes.add_pod(pod)
+            worker.start()
+        else:
+            worker.update(pod)
+
+    def _pod_deleted(self, pod: Object) -> None:
+        uid = pod["metadata"]["uid"]
+        worker = self.workers.get(uid)
+        if worker is not None:
+            worker.remove()
+        else:
+            self._orphan(uid)
+
+    async def forget_pod(self, uid: str) -> None:
+        self.workers.pop(uid, None)
+        self.status_manager.forget(uid)
+        self.backoff.forget_prefix(uid)
+        self.backoff.forget_prefix("image/" + uid)
+        self.backoff.forget_prefix("sandbox/" + uid)
+        await asyncio.to_thread(_remove_tree, self.pod_dir(uid))
+        await self.relist()
+
+    def _orphan(self, uid: str) -> None:
+        """Something of a pod the API server no longer has: remove it like a deleted pod."""
+        state = self._runtime_state.get(uid)
+        if state is None or uid in self.workers:
+            return
+        sandbox = state.sandboxes[0] if state.sandboxes else None
+        labels = sandbox.config.labels if sandbox else {}
+        pod = {"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"uid": uid, "name": labels.get(cfg.POD_NAME, uid),
+                            "namespace": labels.get(cfg.POD_NAMESPACE, "")},
+               "spec": {"terminationGracePeriodSeconds": 2}}
+        worker = PodWorker(self, pod)
+        worker.removed = True
+        self.workers[uid] = worker
+        worker.start()
+
+    def pod_runtime(self, uid: str) -> PodRuntime:
+        return self._runtime_state.get(uid) or PodRuntime()
+
+    async def refresh_pod(self, uid: str, container_id: str | None = None) -> ContainerStatus | None:
+        await self.relist(wake=False)
+        if container_id is None:
+            return None
+        for history in self.pod_runtime(uid).containers.values():
+            for c in history:
+                if c.id == container_id:
+                    return c
+        return None
+
+    async def relist(self, wake: bool = True) -> None:
+        """The PLEG: what the runtime runs now, grouped by pod; wake pods that changed."""
+        async with self._relist_lock:
+            sandboxes = await self.runtime.list_sandboxes()
+            containers = await self.runtime.list_containers()
+            state: dict[str, PodRuntime] = {}
+            for s in sorted(sandboxes, key=lambda s: -s.created_at):
+                uid = s.config.labels.get(cfg.POD_UID) or s.config.uid
+                state.setdefault(uid, PodRuntime()).sandboxes.append(s)
+            for c in sorted(containers, key=lambda c: (-c.attempt, -c.created_at)):
+                uid = c.labels.get(cfg.POD_UID)
+                if not uid:
+                    continue
+                state.setdefault(uid, PodRuntime()).containers.setdefault(c.name, []).append(c)
+            fingerprints = {uid: _fingerprint(p) for uid, p in state.items()}
+            changed = {uid for uid in set(fingerprints) | set(self._fingerprints)
+                       if fingerprints.get(uid) != self._fingerprints.get(uid)}
+            self._runtime_state = state
+            self._fingerprints = fingerprints
+        if not wake:
+            return
+        for uid in changed:
+            worker = self.workers.get(uid)
+            if worker is not None:
+                worker.wake()
+            elif uid in state and self.pods.has_synced() and self.pods.indexer.get(
+                    self._key_of(uid)) is None:
+                self._orphan(uid)
+
+    def _key_of(self, uid: str) -> str:
+        state = self._runtime_state.get(uid)
+        if state and state.sandboxes:
+            labels = state.sandboxes[0].config.labels
+            return f"{labels.get(cfg.POD_NAMESPACE, '')}/{labels.get(cfg.POD_NAME, '')}"
+        for history in (state.containers.values() if state else ()):
+            for c in history:
+                return f"{c.labels.get(cfg.POD_NAMESPACE, '')}/{c.labels.get(cfg.POD_NAME, '')}"
+        return ""
+
+    async def _relist_loop(self) -> None:
+        while True:
+            await asyncio.sleep(RELIST_PERIOD)
+            try:
+                await self.relist()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("relist failed")
+
+    async def _housekeeping_loop(self) -> None:
+        last_gc = time.monotonic()
+        while True:
+            await asyncio.sleep(HOUSEKEEPING_PERIOD)
+            try:
+                await self._remove_dead_containers()
+                if self.log_rotator is not None:
+                    await self.log_rotator.run_once(self._running_container_logs())
+                if self.image_gc is not None and time.monotonic() - last_gc > IMAGE_GC_PERIOD:
+                    last_gc = time.monotonic()
+                    await self.image_gc.run_once(self.images_in_use())
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("housekeeping failed")
+
+    def _running_container_logs(self) -> list[tuple[str, Path]]:
+        out = []
+        for state in self._runtime_state.values():
+            for history in state.containers.values():
+                for c in history[:1]:
+                    if c.state == State.RUNNING and c.log_path:
+                        out.append((c.id, Path(c.log_path)))
+        return out
+
+    def images_in_use(self) -> set[str]:
+        used = set()
+        for state in self._runtime_state.values():
+            for history in state.containers.values():
+                for c in history:
+                    if c.image_id:
+                        used.add(c.image_id)
+                    if c.image_ref:
+                        used.add(c.image_ref)
+        for pod in self.pods.indexer.list():
+            for c in list((pod.get("spec") or {}).get("containers") or ()) + list(
+                    (pod.get("spec") or {}).get("initContainers") or ()):
+                used.add(c.get("image", ""))
+        return used
+
+    async def _remove_dead_containers(self) -> None:
+        """Keep one exited container per name and pod (for lastState and logs --previous)."""
+        for state in list(self._runtime_state.values()):
+            for history in state.containers.values():
+                for c in history[2:]:  # newest first: keep the latest and the one before
+                    if c.state != State.EXITED:
+                        continue
+                    try:
+                        await self.runtime.remove_container(c.id)
+                    except CRIError as e:
+                        log.warning("removing dead container %s: %s", c.id, e)
+            for s in state.sandboxes[1:]:
+                if s.state != State.RUNNING:
+                    try:
+                        await self.runtime.remove_sandbox(s.id)
+                    except CRIError as e:
+                        log.warning("removing dead sandbox %s: %s", s.id, e)
+
+    # -- what workers ask of the agent ------------------------------------------------------------
+    def pod_dir(self, uid: str) -> Path:
+        return self.config.data_dir / "pods" / uid
+
+    def log_path(self, pod: Object, container: str, attempt: int) -> Path:
+        meta = pod["metadata"]
+        d = (self.config.data_dir / "logs" /
+             f"{meta.get('namespace', '')}_{meta['name']}_{meta['uid']}" / container)
+        d.mkdir(parents=True, exist_ok=True)
+        return d / f"{attempt}.log"
+
+    def next_attempt(self, pod: Object, container: str) -> int:
+        """After a reboot the runtime has forgotten the restart count: the log files remember
+        (upstream's calcRestartCountByLogDir)."""
+        meta = pod["metadata"]
+        d = (self.config.data_dir / "logs" /
+             f"{meta.get('namespace', '')}_{meta['name']}_{meta['uid']}" / container)
+        best = -1
+        try:
+            for entry in os.listdir(d):
+                stem = entry.split(".", 1)[0]
+                if stem.isdigit():
+                    best = max(best, int(stem))
+        except OSError:
+            return 0
+        return best + 1
+
+    def termination_log(self, uid: str, container: str, attempt: int) -> Path:
+        d = self.pod_dir(uid) / "containers" / container
+        d.mkdir(parents=True, exist_ok=True)
+        path = d / f"{attempt:08x}"
+        path.touch(exist_ok=True)
+        os.chmod(path, 0o666)
+        return path
+
+    def read_termination_message(self, pod: Object, spec: Object | None,
+                                 c: ContainerStatus) -> str:
+        if spec is None:
+            return ""
+        message = ""
+        path = self.pod_dir(pod["metadata"]["uid"]) / "containers" / c.name / f"{c.attempt:08x}"
+        try:
+            with open(path, "rb") as f:
+                message = f.read(4096).decode(errors="replace")
+        except OSError:
+            pass
+        if not message and spec.get("terminationMessagePolicy") == "FallbackToLogsOnError" \
+                and c.exit_code != 0 and c.log_path:
+            message = _tail_log(Path(c.log_path), 80, 2048)
+        return message
+
+    def host_dns_searches(self) -> list[str]:
+        if self._host_searches is None:
+            searches: list[str] = []
+            try:
+                for line in Path("/etc/resolv.conf").read_text().splitlines():
+                    parts = line.split()
+                    if parts and parts[0] in ("search", "domain"):
+                        searches = parts[1:]
+            except OSError:
+                pass
+            self._host_searches = searches
+        return self._host_searches
+
+    async def pull_auths(self, pod: Object, ref: str) -> list[dict[str, str]]:
+        names = [s.get("name") for s in (pod.get("spec") or {}).get("imagePullSecrets") or ()
+                 if s.get("name")]
+        if not names:
+            return []
+        registry = _registry_of(ref)
+        secrets = []
+        for name in names:
+            try:
+                secrets.append(await self.client.get("v1", "secrets", name,
+                                                     namespace=pod["metadata"].get("namespace")))
+            except ApiError as e:
+                if e.status != 404:
+                    raise
+                self.recorder.event({"apiVersion": "v1", "kind": "Pod",
+                                     "metadata": pod["metadata"]}, "Warning",
+                                    "FailedToRetrieveImagePullSecret",
+                                    f'Unable to retrieve some image pull secrets ({name}); '
+                                    'attempting to pull the image may not succeed.')
+        return cfg.image_pull_auths(secrets, registry)
+
+    async def environment(self, pod: Object, spec: Object, sandbox: Sandbox) -> list[str]:
+        """The container's environment: upstream's makeEnvironmentVariables."""
+        if self.envvars is None:
+            return [f"{e['name']}={e.get('value', '')}" for e in spec.get("env") or ()
+                    if "valueFrom" not in e]
+        return await self.envvars(self, pod, spec, sandbox)
+
+    def _pod_ip(self, uid: str) -> str | None:
+        sandbox = self.pod_runtime(uid).running_sandbox()
+        return sandbox.ips[0] if sandbox and sandbox.ips else None
+
+    # -- for the agent server -------------------------------------------------------------------
+    def pod(self, namespace: str, name: str) -> Object | None:
+        return self.pods.indexer.get(f"{namespace}/{name}")
+
+    def container_id(self, pod_uid: str, container: str, previous: bool = False) -> str | None:
+        c = self._container(pod_uid, container, previous)
+        return c.id if c else None
+
+    def _container(self, pod_uid: str, container: str, previous: bool) -> ContainerStatus | None:
+        history = self.pod_runtime(pod_uid).containers.get(container) or []
+        if previous:
+            return history[1] if len(history) > 1 else None
+        return history[0] if history else None
+
+    def log_path_of(self, pod_uid: str, container: str, previous: bool = False) -> Path | None:
+        c = self._container(pod_uid, container, previous)
+        return Path(c.log_path) if c and c.log_path else None
+
+    def netns(self, pod_uid: str) -> Path | None:
+        sandbox = self.pod_runtime(pod_uid).running_sandbox()
+        return sandbox.netns if sandbox else None
+
+    def pod_list(self) -> list[Object]:
+        return self.pods.indexer.list()
+
+
+class _NoProbes:
+    """No probe manager: every container counts as started and ready once it runs."""
+
+    def add_pod(self, pod: Object) -> None: ...
+    def remove_pod(self, uid: str) -> None: ...
+    def container_started(self, *args: Any) -> None: ...
+    def container_stopped(self, *args: Any) -> None: ...
+    def readiness(self, uid: str, name: str) -> bool: return True
+    def started(self, uid: str, name: str) -> bool: return True
+    def liveness_failed(self, uid: str, name: str) -> str | None: return None
+
+
+def _fingerprint(state: PodRuntime) -> tuple:
+    return (tuple((s.id, s.state) for s in state.sandboxes),
+            tuple(sorted((c.id, c.state, c.exit_code) for h in state.containers.values()
+                         for c in h)))
+
+
+def _status_differs(old: Object, new: Object) -> bool:
+    def strip(status: Object) -> Object:
+        out = copy.deepcopy(status)
+        for c in out.get("conditions") or ():
+            c.pop("lastHeartbeatTime", None)
+        for key in ("capacity", "allocatable"):
+            # Disk figures move a little all the time; the kubelet reports them when it
+            # reports anyway (every 5 minutes) or when something else changed.
+            (out.get(key) or {}).pop("ephemeral-storage", None)
+        return out
+    return strip(old) != strip(new)
+
+
+def _registry_of(ref: str) -> str:
+    first = ref.split("/", 1)[0]
+    if "/" in ref and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return "docker.io"
+
+
+def _remove_tree(path: Path) -> None:
+    """Remove what is left of a pod's directory (volumes are already unmounted)."""
+    import shutil
+
+    if not path.exists():
+        return
+    # Never follow into anything still mounted.
+    with open("/proc/self/mountinfo") as f:
+        mounted = [line.split()[4] for line in f]
+    prefix = str(path) + "/"
+    if any(m.startswith(prefix) for m in mounted):
+        log.warning("not removing %s: something under it is still mounted", path)
+        return
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _tail_log(path: Path, lines: int, limit: int) -> str:
+    """The last lines of a CRI-format log, messages only."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - 64 * 1024))
+            data = f.read().splitlines()[-lines:]
+    except OSError:
+        return ""
+    out = []
+    for raw in data:
+        parts = raw.split(b" ", 3)
+        if len(parts) == 4:
+            out.append(parts[3] + (b"\n" if parts[2] == b"F" else b""))
+    text = b"".join(out)
+    return text[-limit:].decode(errors="replace")
+
+
+def _log_failure(what: str):
+    def callback(task: asyncio.Task[Any]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("%s: %s", what, task.exception())
+    return callback
+
+
+def decode_secret(secret: Object, key: str) -> str:
+    return base64.b64decode((secret.get("data") or {}).get(key, "")).decode()
