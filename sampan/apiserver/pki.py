@@ -22,6 +22,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 CA_DAYS = 3650
 CERT_DAYS = 365
+KUBELET_CLIENT_CN = "kube-apiserver-kubelet-client"
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,9 @@ class PKI:
     serving_key: Path
     service_account_key: Path
     admin_token: str
+    kubelet_client_cert: Path | None = None   # the API server's identity towards node agents
+    kubelet_client_key: Path | None = None
+    node_token: str = ""  # node agents join with it (user system:node-agent, group system:nodes)
 
     @property
     def ca_pem(self) -> bytes:
@@ -149,11 +153,21 @@ def ensure_pki(data_dir: str | Path, *, hosts: list[str] = ()) -> PKI:
     sa_key = pki_dir / "service-account.key"
     if not sa_key.exists():
         _write_private(sa_key, _key_pem(ec.generate_private_key(ec.SECP256R1())))
+    kubelet_cert, kubelet_key = pki_dir / "kubelet-client.crt", pki_dir / "kubelet-client.key"
+    if not (kubelet_cert.exists() and kubelet_key.exists()):
+        cert_pem, key_pem = issue_certificate(ca_cert, ca_key, KUBELET_CLIENT_CN, org="system:masters",
+                                              server=False, client=True)
+        _write_private(kubelet_key, key_pem)
+        kubelet_cert.write_bytes(cert_pem)
     token_file = pki_dir / "admin.token"
     if not token_file.exists():
         _write_private(token_file, secrets.token_urlsafe(32).encode())
+    node_token_file = pki_dir / "node.token"
+    if not node_token_file.exists():
+        _write_private(node_token_file, secrets.token_urlsafe(32).encode())
     return PKI(pki_dir, ca_cert, ca_key, serving_cert, serving_key, sa_key,
-               token_file.read_text().strip())
+               token_file.read_text().strip(), kubelet_client_cert=kubelet_cert,
+               kubelet_client_key=kubelet_key, node_token=node_token_file.read_text().strip())
 
 
 def kubeconfig(server_url: str, ca_pem: bytes, token: str, *, user: str = "admin",
@@ -174,7 +188,9 @@ def kubeconfig(server_url: str, ca_pem: bytes, token: str, *, user: str = "admin
     return yaml.safe_dump(config, sort_keys=False)
 
 
-def write_kubeconfig(path: str | Path, server_url: str, pki: PKI) -> Path:
+def write_kubeconfig(path: str | Path, server_url: str, pki: PKI, *, token: str | None = None,
+                     user: str = "admin") -> Path:
     path = Path(path)
-    _write_private(path, kubeconfig(server_url, pki.ca_pem, pki.admin_token).encode())
+    _write_private(path, kubeconfig(server_url, pki.ca_pem, token or pki.admin_token,
+                                    user=user).encode())
     return path

@@ -187,6 +187,30 @@ DEFAULT_CLUSTER_ROLES: dict[str, list[dict[str, Any]]] = {
                            "resources": ["selfsubjectreviews"]}],
     "system:public-info-viewer": [{"nonResourceURLs": [
         "/healthz", "/livez", "/readyz", "/version", "/version/"], "verbs": ["get"]}],
+    # What a node agent does (upstream's system:node role; there the Node authorizer narrows
+    # it to the node's own objects, here it is bound to the group of node agents).
+    "system:node": [
+        {"apiGroups": [""], "resources": ["nodes"], "verbs": READ + ["create", "patch", "update"]},
+        {"apiGroups": [""], "resources": ["nodes/status"], "verbs": ["patch", "update"]},
+        {"apiGroups": [""], "resources": ["pods"], "verbs": READ + ["create", "delete"]},
+        {"apiGroups": [""], "resources": ["pods/status"], "verbs": ["patch", "update"]},
+        {"apiGroups": [""], "resources": ["pods/eviction"], "verbs": ["create"]},
+        {"apiGroups": [""], "resources": ["configmaps", "secrets", "services", "endpoints",
+                                          "persistentvolumeclaims", "persistentvolumes"],
+         "verbs": READ},
+        {"apiGroups": [""], "resources": ["serviceaccounts/token"], "verbs": ["create"]},
+        {"apiGroups": ["", "events.k8s.io"], "resources": ["events"],
+         "verbs": ["create", "patch", "update"]},
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+         "verbs": READ + ["create", "update", "patch", "delete"]},
+        {"apiGroups": ["storage.k8s.io"], "resources": ["csidrivers", "storageclasses",
+                                                        "volumeattachments"], "verbs": READ},
+        {"apiGroups": ["node.k8s.io"], "resources": ["runtimeclasses"], "verbs": READ},
+        {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"],
+         "verbs": ["create"]},
+        {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"],
+         "verbs": ["create"]},
+    ],
 }
 
 DEFAULT_CLUSTER_ROLE_BINDINGS: dict[str, list[str]] = {  # role (and binding) name → groups
@@ -194,6 +218,7 @@ DEFAULT_CLUSTER_ROLE_BINDINGS: dict[str, list[str]] = {  # role (and binding) na
     "system:discovery": ["system:authenticated"],
     "system:basic-user": ["system:authenticated"],
     "system:public-info-viewer": ["system:authenticated", "system:unauthenticated"],
+    "system:node": ["system:nodes"],
 }
 
 _BOOTSTRAP_META = {"labels": {"kubernetes.io/bootstrapping": "rbac-defaults"},

@@ -7,7 +7,10 @@ from pathlib import Path
 
 from aiohttp import web
 
+from sampan.apiserver.auth import UserInfo
 from sampan.apiserver.pki import ensure_pki, write_kubeconfig
+
+NODE_AGENT_USER = "system:node-agent"
 from sampan.apiserver.server import APIServer, ssl_context
 from sampan.store import open_store
 
@@ -30,6 +33,10 @@ class APIServerProcess:
                              service_account_key=self.pki.service_account_key,
                              advertise_address=advertise_address, port=port)
         self.kubeconfig_path = data_dir / "admin.kubeconfig"
+        # Node agents join with the node token (group system:nodes, bound to system:node).
+        self.api.tokens.add(self.pki.node_token, UserInfo(
+            NODE_AGENT_USER, groups=("system:nodes", "system:authenticated")))
+        self.node_kubeconfig_path = data_dir / "node.kubeconfig"
         self._runner: web.AppRunner | None = None
 
     @property
@@ -49,6 +56,8 @@ class APIServerProcess:
                            backlog=1024, reuse_address=True)
         # The kubeconfig is written before the server reports ready.
         write_kubeconfig(self.kubeconfig_path, self.url, self.pki)
+        write_kubeconfig(self.node_kubeconfig_path, self.url, self.pki, token=self.pki.node_token,
+                         user=NODE_AGENT_USER)
         await site.start()
         log.info("API server listening", extra={"url": self.url})
 

@@ -4,6 +4,7 @@
     sampan controller-manager --kubeconfig FILE [--controllers '*,-name'] [...]
     sampan scheduler --kubeconfig FILE
     sampan hollow-nodes --kubeconfig FILE --count N
+    sampan agent --kubeconfig FILE | --server URL --token T --ca-file F  --node-name N --data-dir DIR
     sampan up --data-dir DIR [--port 6443]
 """
 
@@ -60,7 +61,41 @@ def parser() -> argparse.ArgumentParser:
     hollow.add_argument("--metrics-bind-address", default="",
                         help="host:port of /metrics and /healthz ('' for none)")
     hollow.add_argument("--log-level", default=os.environ.get("SAMPAN_LOG_LEVEL", "info"))
+    agent = sub.add_parser("agent", help="run the node agent: real containers with runc")
+    agent.add_argument("--kubeconfig", default="", help="how to reach the API server")
+    agent.add_argument("--server", default="", help="API server URL (instead of --kubeconfig)")
+    agent.add_argument("--token", default="", help="node token (with --server)")
+    agent.add_argument("--ca-file", default="", help="cluster CA (with --server; also verifies "
+                                                      "the API server's calls to the agent)")
+    _agent_args(agent)
+    agent.add_argument("--log-level", default=os.environ.get("SAMPAN_LOG_LEVEL", "info"))
     return p
+
+
+def _agent_args(p: argparse.ArgumentParser) -> None:
+    import socket
+
+    p.add_argument("--node-name", default=socket.gethostname().lower())
+    p.add_argument("--agent-data-dir", "--data-dir", dest="agent_data_dir",
+                   default="/var/lib/sampan/agent", help="images, pods, logs of this node")
+    p.add_argument("--run-dir", default="", help="runtime state on tmpfs "
+                                                 "(default /run/sampan/NODE)")
+    p.add_argument("--node-ip", default="", help="the node's InternalIP (default: detected)")
+    p.add_argument("--kubelet-port", type=int, default=10250)
+    p.add_argument("--cgroup-root", default="", help="default /sampan/NODE")
+    p.add_argument("--cluster-dns", default="", help="comma-separated DNS server IPs for pods")
+    p.add_argument("--cluster-domain", default="cluster.local")
+    p.add_argument("--pod-cidr", default="", help="pod CIDR when no controller assigns one")
+    p.add_argument("--pod-cluster-cidr", default="10.42.0.0/16",
+                   help="all nodes' pod addresses (never routed off the machine)")
+    p.add_argument("--pod-service-cidr", default="10.43.0.0/16",
+                   help="service addresses (never routed off the machine)")
+    p.add_argument("--bridge", default="sampan0")
+    p.add_argument("--allowed-host-paths", default="",
+                   help="comma-separated prefixes hostPath volumes may use (default: any)")
+    p.add_argument("--insecure-registry", action="append", default=[],
+                   help="registry host:port to pull from over plain HTTP")
+    p.add_argument("--node-labels", default="", help="k=v,k2=v2 added when registering")
 
 
 def _controller_args(p: argparse.ArgumentParser) -> None:
@@ -98,6 +133,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(asyncio.run(run_scheduler(args)))
     if args.command == "hollow-nodes":
         sys.exit(asyncio.run(run_hollow_nodes(args)))
+    if args.command == "agent":
+        sys.exit(asyncio.run(run_agent(args)))
+    if hasattr(args, "func"):
+        sys.exit(args.func(args) or 0)
 
 
 def _stop_on_signals() -> asyncio.Event:
@@ -151,6 +190,54 @@ async def run_hollow_nodes(args: argparse.Namespace) -> int:
 
     return await _with_metrics(args.metrics_bind_address, run(
         args.kubeconfig, _stop_on_signals(), count=args.count, prefix=args.prefix))
+
+
+def agent_config(args: argparse.Namespace, *, ca_file: str = ""):
+    from sampan.node.agent import AgentConfig
+    from sampan.node.run import default_run_dir
+
+    def split(text: str) -> list[str]:
+        return [x.strip() for x in text.split(",") if x.strip()]
+
+    return AgentConfig(
+        node_name=args.node_name, data_dir=Path(args.agent_data_dir).resolve(),
+        run_dir=Path(args.run_dir) if args.run_dir else default_run_dir(args.node_name),
+        node_ip=args.node_ip, kubelet_port=args.kubelet_port, cgroup_root=args.cgroup_root,
+        cluster_dns=split(args.cluster_dns), cluster_domain=args.cluster_domain,
+        pod_cidr=args.pod_cidr, cluster_cidrs=split(args.pod_cluster_cidr),
+        service_cidrs=split(args.pod_service_cidr),
+        allowed_host_paths=split(args.allowed_host_paths) or None,
+        ca_file=Path(ca_file or args.ca_file) if (ca_file or args.ca_file) else None,
+        bridge=args.bridge, insecure_registries=list(args.insecure_registry),
+        labels=dict(kv.split("=", 1) for kv in split(args.node_labels) if "=" in kv))
+
+
+async def run_agent(args: argparse.Namespace) -> int:
+    from sampan.client import Client
+    from sampan.client.config import Config, load_kubeconfig
+    from sampan.node.run import run_agent as run
+
+    ca_file = args.ca_file
+    if args.kubeconfig:
+        config = load_kubeconfig(args.kubeconfig)
+    elif args.server and args.token:
+        ca_pem = Path(args.ca_file).read_bytes() if args.ca_file else None
+        config = Config(server=args.server, token=args.token, ca_pem=ca_pem)
+    else:
+        print("sampan agent: give --kubeconfig, or --server with --token", file=sys.stderr)
+        return 2
+    if not ca_file and config.ca_pem:
+        # The agent verifies the API server's client certificate against the cluster CA.
+        ca_path = Path(args.agent_data_dir) / "pki" / "ca.crt"
+        ca_path.parent.mkdir(parents=True, exist_ok=True)
+        ca_path.write_bytes(config.ca_pem)
+        ca_file = str(ca_path)
+    client = Client(config)
+    try:
+        await run(client, agent_config(args, ca_file=ca_file), _stop_on_signals())
+    finally:
+        await client.close()
+    return 0
 
 
 async def run_cluster(args: argparse.Namespace, components: tuple[str, ...]) -> int:

@@ -8,8 +8,10 @@ command and args with the image's Entrypoint/Cmd, cgroup settings from requests 
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -195,8 +197,12 @@ def command_line(container: Mapping[str, Any], image: Image, env: Mapping[str, s
     return argv
 
 
+def quantity(value: Any) -> Decimal:
+    return parse_quantity(str(value)).value
+
+
 def _cpu_milli(value: Any) -> int:
-    return int(parse_quantity(str(value)) * 1000)
+    return math.ceil(quantity(value) * 1000)
 
 
 def resources(container: Mapping[str, Any], pod: Mapping[str, Any]) -> Resources:
@@ -210,7 +216,7 @@ def resources(container: Mapping[str, Any], pod: Mapping[str, Any]) -> Resources
         out.cpu_quota = max(MIN_QUOTA, _cpu_milli(limits["cpu"]) * QUOTA_PERIOD // 1000)
         out.cpu_period = QUOTA_PERIOD
     if "memory" in limits:
-        out.memory_limit = int(parse_quantity(str(limits["memory"])))
+        out.memory_limit = math.ceil(quantity(limits["memory"]))
     out.oom_score_adj = oom_score_adj(pod, container)
     return out
 
@@ -226,7 +232,7 @@ def oom_score_adj(pod: Mapping[str, Any], container: Mapping[str, Any]) -> int:
     if not request:
         return 999
     capacity = _machine_memory()
-    score = 1000 - (1000 * int(parse_quantity(str(request)))) // max(capacity, 1)
+    score = 1000 - (1000 * math.ceil(quantity(request))) // max(capacity, 1)
     return max(3, min(999, int(score)))
 
 

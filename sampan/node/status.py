@@ -340,15 +340,15 @@ def qos(pod: Mapping[str, Any]) -> str:
         req = {k: v for k, v in (res.get("requests") or {}).items() if k in ("cpu", "memory")}
         lim = {k: v for k, v in (res.get("limits") or {}).items() if k in ("cpu", "memory")}
         for k, v in req.items():
-            if parse_quantity(str(v)) != 0:
+            if parse_quantity(str(v)).value != 0:
                 requests[k] = True
         for k, v in lim.items():
-            if parse_quantity(str(v)) != 0:
+            if parse_quantity(str(v)).value != 0:
                 limits[k] = True
         if set(lim) != {"cpu", "memory"}:
             guaranteed = False
         for k, v in req.items():
-            if k in lim and parse_quantity(str(v)) != parse_quantity(str(lim[k])):
+            if k in lim and parse_quantity(str(v)).value != parse_quantity(str(lim[k])).value:
                 guaranteed = False
     if not requests and not limits:
         return "BestEffort"
