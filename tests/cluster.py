@@ -34,6 +34,7 @@ class Server:
     log_path: Path
     controllers: subprocess.Popen | None = None
     components: list[subprocess.Popen] = field(default_factory=list)
+    host: str = "127.0.0.1"
 
     @property
     def kubeconfig(self) -> str:
@@ -41,7 +42,7 @@ class Server:
 
     @property
     def url(self) -> str:
-        return f"https://127.0.0.1:{self.port}"
+        return f"https://{self.host}:{self.port}"
 
     def token(self) -> str:
         config = yaml.safe_load(Path(self.kubeconfig).read_text())
@@ -99,16 +100,19 @@ def _stop(process: subprocess.Popen, sig: int, timeout: float) -> int:
 
 
 def start_server(data_dir: Path, *, port: int | None = None, extra: list[str] = (),
-                 timeout: float = 60, controllers: bool = False) -> Server:
+                 timeout: float = 60, controllers: bool = False,
+                 host: str = "127.0.0.1") -> Server:
+    """``host``: the address the server listens on and advertises (a test-host bridge's
+    address when node agents in network namespaces must reach it)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     log_path = data_dir / "server.log"
     cmd = [SAMPAN, "server", "--data-dir", str(data_dir), "--port", str(port),
-           "--bind-address", "127.0.0.1", *extra]
+           "--bind-address", host, "--advertise-address", host, *extra]
     with open(log_path, "ab") as log:
         process = subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
                                    env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    server = Server(data_dir, port, process, log_path)
+    server = Server(data_dir, port, process, log_path, host=host)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:

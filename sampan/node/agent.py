@@ -368,6 +368,11 @@ class Agent:
         self._pod_cidrs = cidrs
         await self.network.start(cidrs)
         was_ready = self._network_ready
+        if not was_ready:
+            # Addresses, veths and pins of sandboxes the runtime no longer has (an agent or
+            # machine restart) go before any pod gets a new sandbox.
+            live = [s.id for s in await self.runtime.list_sandboxes()]
+            await self.network.release_stale(live)
         self._network_ready = True
         log.info("pod network ready", extra={"pod_cidrs": cidrs})
         self._peers_changed()
