@@ -42,6 +42,9 @@ def parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="run every component of a single-node cluster")
     _server_args(up)
     _controller_args(up)
+    _agent_args(up, data_dir_alias=False)
+    up.add_argument("--no-agent", action="store_true",
+                    help="no node agent (control plane only; also when not root)")
     cm = sub.add_parser("controller-manager", help="run the controllers (with leader election)")
     cm.add_argument("--kubeconfig", required=True)
     cm.add_argument("--metrics-bind-address", default="127.0.0.1:10257",
@@ -72,12 +75,13 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def _agent_args(p: argparse.ArgumentParser) -> None:
+def _agent_args(p: argparse.ArgumentParser, *, data_dir_alias: bool = True) -> None:
     import socket
 
     p.add_argument("--node-name", default=socket.gethostname().lower())
-    p.add_argument("--agent-data-dir", "--data-dir", dest="agent_data_dir",
-                   default="/var/lib/sampan/agent", help="images, pods, logs of this node")
+    names = ("--agent-data-dir", "--data-dir") if data_dir_alias else ("--agent-data-dir",)
+    p.add_argument(*names, dest="agent_data_dir", default="/var/lib/sampan/agent",
+                   help="images, pods, logs of this node (sampan up: DATA_DIR/agent)")
     p.add_argument("--run-dir", default="", help="runtime state on tmpfs "
                                                  "(default /run/sampan/NODE)")
     p.add_argument("--node-ip", default="", help="the node's InternalIP (default: detected)")
@@ -125,8 +129,14 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "server":
         sys.exit(asyncio.run(run_cluster(args, components=("apiserver",))))
     if args.command == "up":
-        sys.exit(asyncio.run(run_cluster(
-            args, components=("apiserver", "controller-manager", "scheduler"))))
+        components = ["apiserver", "controller-manager", "scheduler"]
+        if not args.no_agent:
+            if os.geteuid() == 0:
+                components.append("agent")
+            else:
+                print("sampan: not root, so no node agent: pods will stay Pending",
+                      file=sys.stderr)
+        sys.exit(asyncio.run(run_cluster(args, components=tuple(components))))
     if args.command == "controller-manager":
         sys.exit(asyncio.run(run_controllers(args)))
     if args.command == "scheduler":
@@ -193,6 +203,7 @@ async def run_hollow_nodes(args: argparse.Namespace) -> int:
 
 
 def agent_config(args: argparse.Namespace, *, ca_file: str = ""):
+    ca_file = ca_file or getattr(args, "ca_file", "")
     from sampan.node.agent import AgentConfig
     from sampan.node.run import default_run_dir
 
@@ -207,7 +218,7 @@ def agent_config(args: argparse.Namespace, *, ca_file: str = ""):
         pod_cidr=args.pod_cidr, cluster_cidrs=split(args.pod_cluster_cidr),
         service_cidrs=split(args.pod_service_cidr),
         allowed_host_paths=split(args.allowed_host_paths) or None,
-        ca_file=Path(ca_file or args.ca_file) if (ca_file or args.ca_file) else None,
+        ca_file=Path(ca_file) if ca_file else None,
         bridge=args.bridge, insecure_registries=list(args.insecure_registry),
         labels=dict(kv.split("=", 1) for kv in split(args.node_labels) if "=" in kv))
 
@@ -269,6 +280,17 @@ async def run_cluster(args: argparse.Namespace, components: tuple[str, ...]) -> 
         from sampan.scheduler import run_scheduler as run
 
         tasks.append(asyncio.create_task(run(server.kubeconfig_path, stop), name="scheduler"))
+    if "agent" in components:
+        from sampan.client import Client
+        from sampan.client.config import load_kubeconfig
+        from sampan.node.run import run_agent as run_node
+
+        if args.agent_data_dir == "/var/lib/sampan/agent":
+            args.agent_data_dir = str(data_dir / "agent")
+        node_client = Client(load_kubeconfig(server.node_kubeconfig_path))
+        tasks.append(asyncio.create_task(
+            run_node(node_client, agent_config(args, ca_file=str(server.pki.ca_cert)), stop),
+            name="agent"))
     logging.getLogger("sampan").info("cluster ready", extra={
         "kubeconfig": str(server.kubeconfig_path), "server": server.url,
         "components": list(components)})
