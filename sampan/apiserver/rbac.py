@@ -143,6 +143,7 @@ _VIEWABLE = {
     "networking.k8s.io": ["ingresses", "ingresses/status", "networkpolicies"],
     "discovery.k8s.io": ["endpointslices"],
     "events.k8s.io": ["events"],
+    "metrics.k8s.io": ["pods", "nodes"],
 }
 _EDITABLE = {
     "": ["pods", "pods/attach", "pods/exec", "pods/portforward", "pods/proxy", "pods/eviction",

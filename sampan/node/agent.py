@@ -143,6 +143,7 @@ class Agent:
         self.network = network
         self.volumes = volumes
         self.envvars = envvars
+        self.env_lookup: Any = None
         self.probes = probes if probes is not None else _NoProbes()
         self.stats = stats
         self.log_rotator = log_rotator
@@ -203,6 +204,8 @@ class Agent:
         if self._server_factory is not None:
             self.server = self._server_factory(self)
             await self.server.start()
+        if self.stats is not None:
+            await self.stats.start()
         loop = asyncio.get_running_loop()
         for coro, name in ((self._lease_loop(), "node lease"),
                            (self._node_status_loop(), "node status"),
@@ -225,6 +228,8 @@ class Agent:
             await informer.stop()
         if self.server is not None:
             await self.server.stop()
+        if self.stats is not None:
+            await self.stats.close()
         await self.hooks.close()
         await self.recorder.close()
         await self.runtime.close()
@@ -410,6 +415,7 @@ class Agent:
             self.probes.add_pod(pod)
             worker.start()
         else:
+            self.probes.add_pod(pod)
             worker.update(pod)
 
     def _pod_deleted(self, pod: Object) -> None:
@@ -657,6 +663,10 @@ class Agent:
                     if "valueFrom" not in e]
         return await self.envvars(self, pod, spec, sandbox)
 
+    def allocatable(self) -> dict[str, str]:
+        return (self.node or {}).get("status", {}).get("allocatable") or \
+            nodestatus.allocatable(self.config.data_dir)
+
     def _pod_ip(self, uid: str) -> str | None:
         sandbox = self.pod_runtime(uid).running_sandbox()
         return sandbox.ips[0] if sandbox and sandbox.ips else None
@@ -692,11 +702,12 @@ class _NoProbes:
 
     def add_pod(self, pod: Object) -> None: ...
     def remove_pod(self, uid: str) -> None: ...
-    def container_started(self, *args: Any) -> None: ...
+    def container_started(self, *args: Any, **kw: Any) -> None: ...
     def container_stopped(self, *args: Any) -> None: ...
     def readiness(self, uid: str, name: str) -> bool: return True
     def started(self, uid: str, name: str) -> bool: return True
-    def liveness_failed(self, uid: str, name: str) -> str | None: return None
+    def liveness_failed(self, uid: str, name: str, restart: bool = True) -> str | None: return None
+    def kill_grace_period(self, uid: str, name: str) -> int | None: return None
 
 
 def _fingerprint(state: PodRuntime) -> tuple:

@@ -316,6 +316,7 @@ class PodWorker:
             latest = state.latest(spec["name"])
             if is_sidecar(spec):
                 if latest is not None and latest.state == State.RUNNING:
+                    self.track(spec, latest, sandbox)
                     if await self.check_liveness(spec, latest, "Always"):
                         return False
                     if not self.agent.probes.started(self.uid, spec["name"]):
@@ -340,6 +341,7 @@ class PodWorker:
         for spec in (self.pod.get("spec") or {}).get("containers") or ():
             latest = state.latest(spec["name"])
             if latest is not None and latest.state == State.RUNNING:
+                self.track(spec, latest, sandbox)
                 await self.check_liveness(spec, latest, policy)
                 self.waiting.pop(spec["name"], None)
                 continue
@@ -349,9 +351,16 @@ class PodWorker:
         if starts:
             await asyncio.gather(*starts)
 
+    def track(self, spec: Object, c: ContainerStatus, sandbox: Sandbox) -> None:
+        """Probe a running container (again after an agent restart; idempotent)."""
+        self.agent.probes.container_started(
+            self.uid, spec["name"], c.id, c.started_at,
+            sandbox.ips[0] if sandbox.ips else self.agent.node_ip, pod=self.pod)
+
     async def check_liveness(self, spec: Object, latest: ContainerStatus, policy: str) -> bool:
         """Kill a container whose liveness (or startup) probe failed; True if it was killed."""
-        message = self.agent.probes.liveness_failed(self.uid, spec["name"])
+        message = self.agent.probes.liveness_failed(self.uid, spec["name"],
+                                                    restart=policy != "Never")
         if not message:
             return False
         self.agent.recorder.event(pod_ref(self.pod), "Normal", "Killing", message)
@@ -362,9 +371,9 @@ class PodWorker:
         return True
 
     def probe_grace(self, spec: Object) -> int:
-        probe = spec.get("livenessProbe") or {}
-        if probe.get("terminationGracePeriodSeconds") is not None:
-            return int(probe["terminationGracePeriodSeconds"])
+        grace = self.agent.probes.kill_grace_period(self.uid, spec["name"])
+        if grace is not None:
+            return int(grace)
         return cfg.grace_period(self.pod, (self.pod.get("spec") or {}).get(
             "terminationGracePeriodSeconds", cfg.DEFAULT_TERMINATION_GRACE))
 
@@ -439,7 +448,8 @@ class PodWorker:
         status = await self.agent.refresh_pod(self.uid, container_id=cid)
         started_at = status.started_at if status is not None else time.time()
         self.agent.probes.container_started(self.uid, name, cid, started_at,
-                                            sandbox.ips[0] if sandbox.ips else self.agent.node_ip)
+                                            sandbox.ips[0] if sandbox.ips else self.agent.node_ip,
+                                            pod=pod)
         hook = (spec.get("lifecycle") or {}).get("postStart")
         if hook:
             error = await self.agent.hooks.run(pod, spec, cid, hook, sandbox)

@@ -45,7 +45,9 @@ def build_agent(client: Client, config: AgentConfig) -> Agent:
                   envvars=_environment, log_rotator=_log_rotator(runtime),
                   image_gc=ImageGC(images))
     agent_ref.append(agent)
-    volumes.recorder = record
+    from sampan.node.volumes.lookup import ClientLookup
+
+    agent.env_lookup = ClientLookup(client)
     return agent
 
 
@@ -56,6 +58,7 @@ def _server_factory(config: AgentConfig):
 
         stats = StatsProvider(agent.runtime, agent, agent.node_name, agent.cgroup_root,
                               config.data_dir, pods=agent.pod_list)
+        agent.stats = stats
         return AgentServer(agent.runtime, agent, ca_file=config.ca_file,
                            cert_dir=config.data_dir / "pki", address=agent.node_ip,
                            port=config.kubelet_port, stats=stats)
@@ -72,23 +75,24 @@ async def _environment(agent: Agent, pod: dict[str, Any], container: dict[str, A
                        sandbox: Any) -> list[str]:
     from sampan.node import envvars
 
-    namespace = pod["metadata"].get("namespace", "default")
-    service_env: dict[str, str] = {}
-    if (pod.get("spec") or {}).get("enableServiceLinks", True):
-        services = [s for s in agent.services.indexer.list()
-                    if s["metadata"].get("namespace") == namespace
-                    or (s["metadata"].get("namespace") == "default"
-                        and s["metadata"]["name"] == "kubernetes")]
-        service_env = envvars.service_environment(services, namespace)
-    else:
-        master = [s for s in agent.services.indexer.list()
-                  if s["metadata"].get("namespace") == "default"
-                  and s["metadata"]["name"] == "kubernetes"]
-        service_env = envvars.service_environment(master, namespace)
-    return await envvars.make_environment(
+    namespace = pod["metadata"].get("namespace") or "default"
+    services = [s for s in agent.services.indexer.list()
+                if s["metadata"].get("namespace") in (namespace, "default")]
+    service_env = envvars.service_environment(
+        services, namespace,
+        enable_service_links=(pod.get("spec") or {}).get("enableServiceLinks", True) is not False)
+    invalid: list[str] = []
+    env = await envvars.make_environment(
         pod, container, lookup=agent.env_lookup, service_env=service_env,
         pod_ips=list(sandbox.ips) if sandbox.ips else [agent.node_ip],
-        host_ip=agent.node_ip, node_name=agent.node_name)
+        host_ips=[agent.node_ip], allocatable=agent.allocatable(), invalid_keys=invalid)
+    if invalid:
+        agent.recorder.event({"apiVersion": "v1", "kind": "Pod", "metadata": pod["metadata"]},
+                             "Warning", "InvalidEnvironmentVariableNames",
+                             f"Keys [{', '.join(invalid)}] from the EnvFrom configMap "
+                             f"{namespace}/... were skipped since they are considered invalid "
+                             "environment variable names.")
+    return env
 
 
 async def run_agent(client: Client, config: AgentConfig, stop: asyncio.Event) -> None:
