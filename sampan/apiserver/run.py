@@ -8,6 +8,7 @@ from pathlib import Path
 from aiohttp import web
 
 from sampan.apiserver.auth import UserInfo
+from sampan.apiserver.kubelet import KubeletClient
 from sampan.apiserver.pki import ensure_pki, write_kubeconfig
 
 NODE_AGENT_USER = "system:node-agent"
@@ -37,6 +38,8 @@ class APIServerProcess:
         self.api.tokens.add(self.pki.node_token, UserInfo(
             NODE_AGENT_USER, groups=("system:nodes", "system:authenticated")))
         self.node_kubeconfig_path = data_dir / "node.kubeconfig"
+        # logs/exec/attach/port-forward/nodes proxy reach node agents with the kubelet-client cert
+        self.api.kubelet = KubeletClient(self.api, self.pki.kubelet_client_cert, self.pki.kubelet_client_key)
         self._runner: web.AppRunner | None = None
 
     @property
@@ -67,4 +70,5 @@ class APIServerProcess:
         await self.api.mux.close()
         if self._runner is not None:
             await self._runner.cleanup()
+        await self.api.kubelet.close()
         await self.api.close()

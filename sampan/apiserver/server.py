@@ -35,6 +35,7 @@ from sampan.apiserver.auth import (
 )
 from sampan.apiserver.crd import CRDController
 from sampan.apiserver.ipalloc import ClusterIPAllocator, NodePortAllocator
+from sampan.apiserver.metrics_api import GROUP as METRICS_GROUP, MetricsAPI  # metrics.k8s.io
 from sampan.apiserver.pipeline import Codec, Defaulter, Fields, Patcher, Schemata, Validator
 from sampan.apiserver.requestinfo import RequestInfo, parse
 from sampan.apiserver.resources import ResourceHandlers, json_response, status_response
@@ -102,6 +103,7 @@ class APIServer:
         self.allocator = ClusterIPAllocator(service_cidr, lambda: self._service_ips(services))
         self.node_ports = NodePortAllocator(30000, 32767, lambda: self._node_ports(services))
         self.metrics = Metrics()
+        self.kubelet = None  # the KubeletClient (apiserver/kubelet.py) once run.py gives it one
         self._uids = UIDPool()
         self.advertise_address = advertise_address
         self.port = port
@@ -109,6 +111,7 @@ class APIServer:
         self.started_at = time.time()
         if admin_token:
             self.tokens.add(admin_token, UserInfo("admin", groups=(MASTERS, "system:authenticated")))
+        self.metrics_api = MetricsAPI(self)  # metrics.k8s.io: node and pod usage (kubectl top, HPA)
 
     def _service_ips(self, services: Resource):
         for entry in self.storage.cache(services).objects.values():
@@ -136,10 +139,12 @@ class APIServer:
         await self.mux.start()
         await self.crds.start()
         await self._bootstrap()
+        await self.metrics_api.start()  # metrics.k8s.io scraper
         self.ready = True
 
     async def close(self) -> None:
         self.ready = False
+        await self.metrics_api.close()  # metrics.k8s.io scraper
         await self.crds.close()
         await self.mux.close()
         await self.store.close()
@@ -273,6 +278,8 @@ class APIServer:
             ctx = Context(user=user, dry_run=_dry_run(q), field_manager=q.get("fieldManager", ""),
                           field_validation=_field_validation(q, request.method), force=q.get("force") in ("true", "1"),
                           user_agent=request.headers.get("User-Agent", ""))
+            if info.group == METRICS_GROUP:  # metrics.k8s.io, computed from kubelet scrapes
+                return await self.metrics_api.handle(request, info, ctx)
             return await self.resources.handle(request, info, ctx)
         return await self._nonresource(request, path)
 

@@ -1,7 +1,7 @@
 """Subresources: ``status``, ``scale``, ``binding``, and a namespace's ``finalize``.
 
-Streaming subresources (``log``, ``exec``, ``attach``, ``portforward``, ``proxy``) are served
-by the node agent through the API server once nodes exist.
+Streaming subresources (``log``, ``exec``, ``attach``, ``portforward`` of pods, and
+``nodes/proxy``) are proxied to the node agent running the pod (``kubelet.py``).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ class Subresources:
         elif sub == "finalize" and verb == "update" and resource.kind == "Namespace":
             return await self.finalize(request, info, resource, ctx, rep)
         elif sub in ("log", "exec", "attach", "portforward", "proxy"):
-            return await self.streaming(info, resource, sub)
+            return await self.streaming(request, info, resource, sub, ctx)
         elif sub == "token" and verb == "create" and resource.kind == "ServiceAccount":
             return await self.token(request, info)
         elif sub == "eviction" and verb == "create" and resource.kind == "Pod":
@@ -58,17 +58,77 @@ class Subresources:
             raise errors.method_not_supported(f"{resource.resource}/{sub}", verb)
         raise errors.method_not_supported(f"{resource.resource}/{sub}", verb)
 
-    async def streaming(self, info: RequestInfo, resource: Resource, sub: str) -> web.Response:
-        """Streams are served by the node agent running the pod; without one, say why."""
-        entry = await self.api.storage.get(resource, info.namespace, info.name)
-        if resource.kind == "Pod":
-            node = (entry.obj.get("spec") or {}).get("nodeName")
-            if not node:
-                raise errors.bad_request(f'pod {info.name} does not have a host assigned')
+    async def streaming(self, request: web.Request, info: RequestInfo, resource: Resource,
+                        sub: str, ctx: Context) -> web.StreamResponse:
+        """Streams are served by the node agent: pods/log, exec, attach, portforward and
+        nodes/proxy are proxied to it (upgrades included) through the kubelet client."""
+        kubelet = getattr(self.api, "kubelet", None)
+        if resource.kind == "Node" and sub == "proxy":
+            if kubelet is None:
+                raise StatusError(503, "ServiceUnavailable", "this API server has no kubelet client")
+            return await self._node_proxy(request, info, kubelet)
+        if resource.kind != "Pod" or sub == "proxy":
             raise StatusError(503, "ServiceUnavailable",
-                              f'no node agent on node "{node}" serves {sub} for pod {info.name}')
-        raise StatusError(503, "ServiceUnavailable",
-                          f"the {sub} subresource of {resource.resource} needs a node agent")
+                              f"the {sub} subresource of {resource.resource} is not served")
+        pod = (await self.api.storage.get(resource, info.namespace, info.name)).obj
+        if sub in ("exec", "attach", "portforward") and request.method == "GET":
+            # A WebSocket upgrade is a GET: it must also be allowed to create (upstream's
+            # AuthorizePodWebsocketUpgradeCreatePermission).
+            self._authorize_create(request, info, ctx)
+        q = request.query
+        name, namespace = info.name, info.namespace
+        node = (pod.get("spec") or {}).get("nodeName")
+        if sub == "log":
+            container = _stream_container(pod, q.get("container", ""))
+            params = _log_params(q, name)
+            if not node:
+                return web.Response(body=b"", content_type="text/plain")
+            path = f"/containerLogs/{namespace}/{name}/{container}"
+            target = ("pods/log", name)
+        else:
+            params = []
+            if sub == "portforward":
+                path = f"/portForward/{namespace}/{name}"
+                params = [("port", p) for p in q.getall("ports", [])]
+            else:
+                container = _stream_container(pod, q.get("container", ""))
+                path = f"/{sub}/{namespace}/{name}/{container}"
+                defaults = {"stdout": True, "stderr": True}
+                for key, old_key in (("stdin", "input"), ("stdout", "output"), ("stderr", "error"), ("tty", "")):
+                    raw = q.get(key, q.get(old_key) if old_key else None)
+                    if _query_bool(raw, key) if raw is not None else defaults.get(key, False):
+                        params.append((key, "1"))
+                if sub == "exec":
+                    params += [("command", c) for c in q.getall("command", [])]
+            if not node:
+                raise errors.bad_request(f"pod {name} does not have a host assigned")
+            target = None
+        if kubelet is None:
+            raise StatusError(503, "ServiceUnavailable", "this API server has no kubelet client")
+        host, port = await kubelet.node_address(node)
+        return await kubelet.proxy(request, host, port, path, params, error_resource=target)
+
+    def _authorize_create(self, request: web.Request, info: RequestInfo, ctx: Context) -> None:
+        from sampan.apiserver.auth import ALLOW, Attributes
+        from sampan.apiserver.server import _forbidden
+
+        attrs = Attributes(ctx.user, "create", True, info.group, info.version, info.resource,
+                           info.subresource, info.namespace, info.name, request.path)
+        if self.api.authz.authorize(attrs)[0] != ALLOW:
+            raise _forbidden(attrs)
+
+    async def _node_proxy(self, request: web.Request, info: RequestInfo, kubelet) -> web.StreamResponse:
+        """``/api/v1/nodes/{name}[:{port}]/proxy/{path}`` → the node agent's ``/{path}``."""
+        raw_name = info.name
+        name, _, port_text = raw_name.rpartition(":") if ":" in raw_name else (raw_name, "", "")
+        if name.startswith(("https:", "http:")):
+            name = name.split(":", 1)[1]
+        prefix = f"/api/{info.version}/nodes/{raw_name}/proxy"
+        rest = request.path[len(prefix):] if request.path.startswith(prefix) else "/"
+        host, port = await kubelet.node_address(name)
+        if port_text.isdigit():
+            port = int(port_text)
+        return await kubelet.proxy(request, host, port, rest or "/")
 
     # -- scale -------------------------------------------------------------------------------
     def _replicas_path(self, resource: Resource) -> tuple[str, str, str | None]:
@@ -384,3 +444,83 @@ def _selector_string(selector: dict[str, Any]) -> str:
         elif op == "DoesNotExist":
             parts.append(f"!{key}")
     return ",".join(sorted(parts))
+
+
+# -- streaming helpers ---------------------------------------------------------------------------
+def _stream_container(pod: dict[str, Any], container: str) -> str:
+    """The container a log/exec/attach request means, as upstream's validateContainer picks it."""
+    spec = pod.get("spec") or {}
+    name = pod["metadata"]["name"]
+    groups = [spec.get("initContainers") or [], spec.get("containers") or [],
+              spec.get("ephemeralContainers") or []]
+    if container:
+        if not any(c.get("name") == container for group in groups for c in group):
+            raise errors.bad_request(f"container {container} is not valid for pod {name}")
+        return container
+    containers = spec.get("containers") or []
+    if len(containers) == 1:
+        return containers[0]["name"]
+    if not containers:
+        raise errors.bad_request(f"a container name must be specified for pod {name}")
+    names = " ".join(c.get("name", "") for group in groups for c in group)
+    raise errors.bad_request(f"a container name must be specified for pod {name}, choose one of: [{names}]")
+
+
+def _query_bool(value: str | None, field: str) -> bool:
+    if value in (None, ""):
+        return False
+    if value in ("1", "t", "T", "true", "TRUE", "True"):
+        return True
+    if value in ("0", "f", "F", "false", "FALSE", "False"):
+        return False
+    raise errors.bad_request(f'{field}: invalid boolean value "{value}"')
+
+
+def _query_int(q, field: str, name: str) -> int | None:
+    raw = q.get(field)
+    if raw in (None, ""):
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise errors.invalid_error("PodLogOptions", name, [errors.invalid(field, raw, "must be an integer")]) from None
+
+
+def _log_params(q, name: str) -> list[tuple[str, str]]:
+    """pods/log query → the node agent's /containerLogs query (upstream's LogLocation)."""
+    params: list[tuple[str, str]] = []
+    for flag in ("follow", "previous", "timestamps"):
+        if _query_bool(q.get(flag), flag):
+            params.append((flag, "true"))
+    problems = []
+    since_seconds = _query_int(q, "sinceSeconds", name)
+    tail_lines = _query_int(q, "tailLines", name)
+    limit_bytes = _query_int(q, "limitBytes", name)
+    since_time = q.get("sinceTime") or None
+    if since_seconds is not None and since_seconds < 1:
+        problems.append(errors.invalid("sinceSeconds", since_seconds, "must be greater than 0"))
+    if tail_lines is not None and tail_lines < 0:
+        problems.append(errors.invalid("tailLines", tail_lines, "must be greater than or equal to 0"))
+    if limit_bytes is not None and limit_bytes < 1:
+        problems.append(errors.invalid("limitBytes", limit_bytes, "must be greater than 0"))
+    if since_seconds is not None and since_time is not None:
+        problems.append(errors.forbidden("", "at most one of `sinceTime` or `sinceSeconds` may be specified"))
+    if since_time is not None:
+        import datetime
+
+        try:
+            datetime.datetime.fromisoformat(since_time.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            problems.append(errors.invalid("sinceTime", since_time, "must be an RFC3339 time"))
+    stream = q.get("stream")
+    if stream not in (None, "", "All", "Stdout", "Stderr"):
+        problems.append(errors.not_supported("stream", stream, ["All", "Stderr", "Stdout"]))
+    if problems:
+        raise errors.invalid_error("PodLogOptions", name, problems)
+    for key, value in (("sinceSeconds", since_seconds), ("sinceTime", since_time),
+                       ("tailLines", tail_lines), ("limitBytes", limit_bytes)):
+        if value is not None:
+            params.append((key, str(value)))
+    if stream and stream != "All":
+        params.append(("stream", stream))
+    return params

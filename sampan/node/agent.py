@@ -95,7 +95,7 @@ class StatusManager:
                 "v1", "pods", meta["name"], {"metadata": {"uid": uid}, "status": status},
                 namespace=meta.get("namespace"), subresource="status")
         except ApiError as e:
-            if e.status in (404, 409, 422):
+            if e.code in (404, 409, 422):
                 log.info("status of pod %s/%s not written: %s", meta.get("namespace"),
                          meta["name"], e)
                 return status
@@ -266,7 +266,7 @@ class Agent:
         try:
             node = await self.client.get("v1", "nodes", name)
         except ApiError as e:
-            if e.status != 404:
+            if e.code != 404:
                 raise
             body = {"apiVersion": "v1", "kind": "Node",
                     "metadata": {"name": name,
@@ -283,7 +283,7 @@ class Agent:
             try:
                 node = await self.client.create("v1", "nodes", body)
             except ApiError as e2:
-                if e2.status != 409:
+                if e2.code != 409:
                     raise
                 node = await self.client.get("v1", "nodes", name)
             else:
@@ -337,7 +337,7 @@ class Agent:
             lease = await self.client.get("coordination.k8s.io/v1", "leases", name,
                                           namespace=LEASE_NAMESPACE)
         except ApiError as e:
-            if e.status != 404:
+            if e.code != 404:
                 raise
             node = self.node or await self.client.get("v1", "nodes", name)
             body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
@@ -647,7 +647,7 @@ class Agent:
                 secrets.append(await self.client.get("v1", "secrets", name,
                                                      namespace=pod["metadata"].get("namespace")))
             except ApiError as e:
-                if e.status != 404:
+                if e.code != 404:
                     raise
                 self.recorder.event({"apiVersion": "v1", "kind": "Pod",
                                      "metadata": pod["metadata"]}, "Warning",

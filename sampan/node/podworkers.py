@@ -639,7 +639,7 @@ class PodWorker:
                                            grace_period_seconds=0,
                                            preconditions=Preconditions(uid=self.uid))
         except ApiError as e:
-            if e.status not in (404, 409):
+            if e.code not in (404, 409):
                 raise
 
     # -- status -------------------------------------------------------------------------------
