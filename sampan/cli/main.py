@@ -72,6 +72,10 @@ def parser() -> argparse.ArgumentParser:
                                                       "the API server's calls to the agent)")
     _agent_args(agent)
     agent.add_argument("--log-level", default=os.environ.get("SAMPAN_LOG_LEVEL", "info"))
+    from sampan.cli import image, registry
+
+    image.register(sub)
+    registry.register(sub)
     return p
 
 
@@ -119,13 +123,17 @@ def _controller_args(p: argparse.ArgumentParser) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
+    if args.command == "image":
+        sys.exit(args.image_run(args))
+    if args.command == "registry":
+        sys.exit(args.func(args))
     logs.setup(args.log_level)
-    try:
+    if args.command != "agent":
+        # The agent talks netlink through pyroute2's asyncio sockets, which uvloop cannot open
+        # (AF_NETLINK datagram endpoints); it runs on the standard loop.
         import uvloop
 
         uvloop.install()
-    except ImportError:  # pragma: no cover - uvloop is a dependency
-        pass
     if args.command == "server":
         sys.exit(asyncio.run(run_cluster(args, components=("apiserver",))))
     if args.command == "up":
@@ -145,8 +153,6 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(asyncio.run(run_hollow_nodes(args)))
     if args.command == "agent":
         sys.exit(asyncio.run(run_agent(args)))
-    if hasattr(args, "func"):
-        sys.exit(args.func(args) or 0)
 
 
 def _stop_on_signals() -> asyncio.Event:
@@ -251,6 +257,45 @@ async def run_agent(args: argparse.Namespace) -> int:
     return 0
 
 
+def _start_agent_process(args: argparse.Namespace, server, data_dir: Path):
+    """The node agent runs as its own process (its own event loop and core), as a kubelet
+    beside the control plane does; it joins with the node kubeconfig."""
+    import subprocess
+
+    agent_dir = args.agent_data_dir
+    if agent_dir == "/var/lib/sampan/agent":
+        agent_dir = str(data_dir / "agent")
+    cmd = [sys.executable, "-m", "sampan.cli.main", "agent",
+           "--kubeconfig", str(server.node_kubeconfig_path), "--ca-file", str(server.pki.ca_cert),
+           "--node-name", args.node_name, "--agent-data-dir", agent_dir,
+           "--kubelet-port", str(args.kubelet_port), "--cluster-domain", args.cluster_domain,
+           "--pod-cluster-cidr", args.pod_cluster_cidr, "--pod-service-cidr", args.pod_service_cidr,
+           "--bridge", args.bridge, "--log-level", args.log_level]
+    for flag, value in (("--run-dir", args.run_dir), ("--node-ip", args.node_ip),
+                        ("--cgroup-root", args.cgroup_root), ("--cluster-dns", args.cluster_dns),
+                        ("--pod-cidr", args.pod_cidr),
+                        ("--allowed-host-paths", args.allowed_host_paths),
+                        ("--node-labels", args.node_labels)):
+        if value:
+            cmd += [flag, value]
+    for registry in args.insecure_registry:
+        cmd += ["--insecure-registry", registry]
+    return subprocess.Popen(cmd, start_new_session=True)
+
+
+async def _stop_process(process, timeout: float = 30.0) -> None:
+    import signal as signals
+    import subprocess
+
+    if process.poll() is None:
+        process.send_signal(signals.SIGTERM)
+        try:
+            await asyncio.to_thread(process.wait, timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            await asyncio.to_thread(process.wait, 5)
+
+
 async def run_cluster(args: argparse.Namespace, components: tuple[str, ...]) -> int:
     from sampan.apiserver.run import APIServerProcess
 
@@ -280,22 +325,16 @@ async def run_cluster(args: argparse.Namespace, components: tuple[str, ...]) -> 
         from sampan.scheduler import run_scheduler as run
 
         tasks.append(asyncio.create_task(run(server.kubeconfig_path, stop), name="scheduler"))
+    agent = None
     if "agent" in components:
-        from sampan.client import Client
-        from sampan.client.config import load_kubeconfig
-        from sampan.node.run import run_agent as run_node
-
-        if args.agent_data_dir == "/var/lib/sampan/agent":
-            args.agent_data_dir = str(data_dir / "agent")
-        node_client = Client(load_kubeconfig(server.node_kubeconfig_path))
-        tasks.append(asyncio.create_task(
-            run_node(node_client, agent_config(args, ca_file=str(server.pki.ca_cert)), stop),
-            name="agent"))
+        agent = _start_agent_process(args, server, data_dir)
     logging.getLogger("sampan").info("cluster ready", extra={
         "kubeconfig": str(server.kubeconfig_path), "server": server.url,
         "components": list(components)})
     print(f"sampan: API server at {server.url}; kubeconfig {server.kubeconfig_path}", flush=True)
     await stop.wait()
+    if agent is not None:
+        await _stop_process(agent)
     if tasks:
         await asyncio.wait(tasks, timeout=10)
         for task in tasks:

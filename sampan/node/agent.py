@@ -227,7 +227,7 @@ class Agent:
         for informer in (self.pods, self.nodes, self.services):
             await informer.stop()
         if self.server is not None:
-            await self.server.stop()
+            await self.server.close()
         if self.stats is not None:
             await self.stats.close()
         await self.hooks.close()
@@ -520,7 +520,7 @@ class Agent:
             try:
                 await self._remove_dead_containers()
                 if self.log_rotator is not None:
-                    await self.log_rotator.run_once(self._running_container_logs())
+                    await self.log_rotator.run_once(self._running_containers())
                 if self.image_gc is not None and time.monotonic() - last_gc > IMAGE_GC_PERIOD:
                     last_gc = time.monotonic()
                     await self.image_gc.run_once(self.images_in_use())
@@ -529,14 +529,10 @@ class Agent:
             except Exception:
                 log.exception("housekeeping failed")
 
-    def _running_container_logs(self) -> list[tuple[str, Path]]:
-        out = []
-        for state in self._runtime_state.values():
-            for history in state.containers.values():
-                for c in history[:1]:
-                    if c.state == State.RUNNING and c.log_path:
-                        out.append((c.id, Path(c.log_path)))
-        return out
+    def _running_containers(self) -> list[ContainerStatus]:
+        return [history[0] for state in self._runtime_state.values()
+                for history in state.containers.values()
+                if history and history[0].state == State.RUNNING]
 
     def images_in_use(self) -> set[str]:
         used = set()
@@ -695,6 +691,28 @@ class Agent:
 
     def pod_list(self) -> list[Object]:
         return self.pods.indexer.list()
+
+
+class Resolver:
+    """The agent's pods as the agent server and stats see them (server.PodResolver)."""
+
+    def __init__(self, agent: Agent):
+        self.agent = agent
+
+    def pods(self) -> list[Object]:
+        return self.agent.pod_list()
+
+    def pod(self, namespace: str, name: str) -> Object | None:
+        return self.agent.pod(namespace, name)
+
+    def container_id(self, pod_uid: str, container: str, previous: bool = False) -> str | None:
+        return self.agent.container_id(pod_uid, container, previous)
+
+    def log_path(self, pod_uid: str, container: str, previous: bool = False) -> Path | None:
+        return self.agent.log_path_of(pod_uid, container, previous)
+
+    def netns(self, pod_uid: str) -> Path | None:
+        return self.agent.netns(pod_uid)
 
 
 class _NoProbes:

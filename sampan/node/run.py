@@ -53,15 +53,17 @@ def build_agent(client: Client, config: AgentConfig) -> Agent:
 
 def _server_factory(config: AgentConfig):
     def make(agent: Agent) -> Any:
+        from sampan.node.agent import Resolver
         from sampan.node.server import AgentServer
         from sampan.node.stats import StatsProvider
 
-        stats = StatsProvider(agent.runtime, agent, agent.node_name, agent.cgroup_root,
+        resolver = Resolver(agent)
+        stats = StatsProvider(agent.runtime, resolver, agent.node_name, agent.cgroup_root,
                               config.data_dir, pods=agent.pod_list)
         agent.stats = stats
-        return AgentServer(agent.runtime, agent, ca_file=config.ca_file,
+        return AgentServer(agent.runtime, resolver, ca_file=config.ca_file,
                            cert_dir=config.data_dir / "pki", address=agent.node_ip,
-                           port=config.kubelet_port, stats=stats)
+                           port=config.kubelet_port, stats=stats, node_name=agent.node_name)
     return make
 
 
