@@ -46,6 +46,7 @@ class Admission:
         quota.admit(self.api, resource, obj, operation)
         if resource.kind == "Pod" and resource.group == "" and operation == "CREATE":
             self._service_account(obj)
+            await self._mount_service_account_token(obj)
             self._default_toleration_seconds(obj)
             self._priority(obj)
         if resource.kind == "Service" and resource.group == "" and operation == "CREATE":
@@ -96,6 +97,23 @@ class Admission:
         name = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
         spec["serviceAccountName"] = name
         spec["serviceAccount"] = name
+
+    async def _mount_service_account_token(self, pod: dict[str, Any]) -> None:
+        """The projected kube-api-access-* volume (token, CA, namespace) in every container,
+        unless the pod or its service account opts out (upstream's ServiceAccount plugin).
+        A service account that does not exist yet counts as one that automounts."""
+        from sampan.node.volumes import mount_service_account_token
+
+        resource = self.api.registry.get("", "v1", "serviceaccounts")
+        account = None
+        if resource is not None:
+            try:
+                entry = await self.api.storage.get(resource, pod["metadata"].get("namespace", ""),
+                                                   pod["spec"]["serviceAccountName"])
+                account = entry.obj
+            except StatusError:
+                account = None
+        mount_service_account_token(pod, account)
 
     @staticmethod
     def _default_toleration_seconds(pod: dict[str, Any]) -> None:

@@ -513,8 +513,21 @@ class Agent:
             except Exception:
                 log.exception("relist failed")
 
+    async def _remove_orphaned_pod_dirs(self) -> None:
+        """Volumes of pods that are gone (deleted while the agent was down)."""
+        known = {p["metadata"]["uid"] for p in self.pods.indexer.list()} | set(self.workers)
+        known |= set(self._runtime_state)
+        for uid in await asyncio.to_thread(self.volumes.pods_on_disk):
+            if uid not in known:
+                log.info("removing the volumes of deleted pod %s", uid)
+                await self.volumes.teardown(uid)
+
     async def _housekeeping_loop(self) -> None:
         last_gc = time.monotonic()
+        try:
+            await self._remove_orphaned_pod_dirs()
+        except Exception:
+            log.exception("removing orphaned pod directories")
         while True:
             await asyncio.sleep(HOUSEKEEPING_PERIOD)
             try:
@@ -594,25 +607,13 @@ class Agent:
             return 0
         return best + 1
 
-    def termination_log(self, uid: str, container: str, attempt: int) -> Path:
-        d = self.pod_dir(uid) / "containers" / container
-        d.mkdir(parents=True, exist_ok=True)
-        path = d / f"{attempt:08x}"
-        path.touch(exist_ok=True)
-        os.chmod(path, 0o666)
-        return path
-
     def read_termination_message(self, pod: Object, spec: Object | None,
                                  c: ContainerStatus) -> str:
+        """What the container wrote to its terminationMessagePath, or with
+        FallbackToLogsOnError the end of its log when it failed without a message."""
         if spec is None:
             return ""
-        message = ""
-        path = self.pod_dir(pod["metadata"]["uid"]) / "containers" / c.name / f"{c.attempt:08x}"
-        try:
-            with open(path, "rb") as f:
-                message = f.read(4096).decode(errors="replace")
-        except OSError:
-            pass
+        message = self.volumes.termination_message(pod["metadata"]["uid"], c.name, c.attempt)
         if not message and spec.get("terminationMessagePolicy") == "FallbackToLogsOnError" \
                 and c.exit_code != 0 and c.log_path:
             message = _tail_log(Path(c.log_path), 80, 2048)

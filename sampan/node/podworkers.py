@@ -262,10 +262,10 @@ class PodWorker:
             elif now - self.volumes_refreshed > self.agent.volume_refresh_seconds:
                 self.volumes_refreshed = now
                 await self.agent.volumes.refresh(pod)
-        except Exception as e:  # VolumeError and anything a volume plugin raises
-            reason = getattr(e, "reason", "FailedMount")
-            message = getattr(e, "message", None) or str(e)
-            self.agent.recorder.event(pod_ref(pod), "Warning", reason, message)
+        except Exception as e:  # VolumeError (already recorded as an event) and the like
+            if not hasattr(e, "reason"):
+                self.agent.recorder.event(pod_ref(pod), "Warning", "FailedMount", str(e))
+            log.info("volumes of pod %s: %s", pod_desc(pod), e)
             self._wake_in(2.0 if self.volume_paths is None else RESYNC_SECONDS)
             return self.volume_paths is not None
         return True
@@ -530,15 +530,13 @@ class PodWorker:
         command = cfg.command_line(spec, image, env_map)
         security = cfg.security(pod, spec, image)
         try:
-            mounts = agent.volumes.mounts_for(pod, spec, self.volume_paths or {})
+            mounts = await asyncio.to_thread(agent.volumes.mounts_for, pod, spec,
+                                             self.volume_paths or {}, env=env, attempt=attempt)
+        except CRIError:
+            raise
         except Exception as e:
             raise cfg.ConfigError(getattr(e, "message", None) or str(e)) from e
-        mounts = list(mounts)
         termination_path = spec.get("terminationMessagePath", "/dev/termination-log")
-        if termination_path:
-            host = await asyncio.to_thread(agent.termination_log, self.uid, spec["name"], attempt)
-            from sampan.node.cri import Mount
-            mounts.append(Mount(host_path=str(host), container_path=termination_path))
         meta = pod["metadata"]
         log_path = agent.log_path(pod, spec["name"], attempt)
         labels = dict(cfg.pod_labels(pod))

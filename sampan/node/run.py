@@ -45,9 +45,8 @@ def build_agent(client: Client, config: AgentConfig) -> Agent:
                   envvars=_environment, log_rotator=_log_rotator(runtime),
                   image_gc=ImageGC(images))
     agent_ref.append(agent)
-    from sampan.node.volumes.lookup import ClientLookup
-
-    agent.env_lookup = ClientLookup(client)
+    volumes.recorder = agent.recorder
+    agent.env_lookup = volumes.lookup
     return agent
 
 

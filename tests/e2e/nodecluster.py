@@ -119,5 +119,17 @@ def in_host(host: AgentHost, *command: str, timeout: float = 20) -> subprocess.C
     return host.nsenter(*command, timeout=timeout)
 
 
+def http_get(host: AgentHost, url: str, timeout: float = 5) -> str:
+    """GET ``url`` from inside a test host's network namespace (host tools: Python)."""
+    import sys
+
+    code = ("import sys, urllib.request; "
+            f"sys.stdout.write(urllib.request.urlopen({url!r}, timeout={timeout}).read().decode())")
+    r = host.nsenter(sys.executable, "-c", code, timeout=timeout + 10)
+    if r.returncode != 0:
+        raise AssertionError(f"GET {url} from {host.node_name} failed: {r.stderr[-2000:]}")
+    return r.stdout
+
+
 def env_flag(name: str) -> bool:
     return os.environ.get(name, "") not in ("", "0", "false")

@@ -6,9 +6,7 @@ import textwrap
 
 import pytest
 
-from tests.e2e.nodecluster import BUSYBOX, NodeCluster, in_host, start_node_cluster, wait_for
-
-pytestmark = pytest.mark.e2e
+from tests.e2e.nodecluster import BUSYBOX, NodeCluster, http_get, start_node_cluster, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -59,9 +57,8 @@ def test_deployment_of_busybox_httpd_reached_by_pod_ip(cluster: NodeCluster, ns:
     for pod in pods:
         ip = pod["status"]["podIP"]
         assert ip.startswith("10.42.")
-        r = in_host(host, "busybox", "wget", "-qO-", "-T", "5", f"http://{ip}:8080/")
-        assert r.returncode == 0, r.stderr
-        assert r.stdout.strip() == f"hello from {pod['metadata']['name']}"
+        body = http_get(host, f"http://{ip}:8080/")
+        assert body.strip() == f"hello from {pod['metadata']['name']}"
     table = cluster.kubectl("get", "pods", "-n", ns, "-l", "app=web", "--no-headers")
     for line in table.splitlines():
         name, ready, status, restarts = line.split()[:4]
