@@ -49,6 +49,9 @@ class Admission:
             await self._mount_service_account_token(obj)
             self._default_toleration_seconds(obj)
             self._priority(obj)
+        if resource.kind == "PersistentVolumeClaim" and resource.group == "" and \
+                operation == "CREATE":
+            await self._default_storage_class(obj)
         if resource.kind == "Service" and resource.group == "" and operation == "CREATE":
             self._allocate_cluster_ip(obj, None)
             self._allocate_node_ports(obj, None)
@@ -97,6 +100,26 @@ class Admission:
         name = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
         spec["serviceAccountName"] = name
         spec["serviceAccount"] = name
+
+    async def _default_storage_class(self, claim: dict[str, Any]) -> None:
+        """A claim that names no class gets the default StorageClass (upstream's
+        DefaultStorageClass plugin: the newest class annotated as the default)."""
+        spec = claim.setdefault("spec", {})
+        if spec.get("storageClassName") is not None:
+            return
+        resource = self.api.registry.get("storage.k8s.io", "v1", "storageclasses")
+        if resource is None:
+            return
+        result = await self.api.storage.list(resource, "", accept=None)
+        defaults = []
+        for entry in result.entries:
+            meta = entry.obj.get("metadata") or {}
+            annotations = meta.get("annotations") or {}
+            if "true" in (annotations.get("storageclass.kubernetes.io/is-default-class"),
+                          annotations.get("storageclass.beta.kubernetes.io/is-default-class")):
+                defaults.append((meta.get("creationTimestamp", ""), meta.get("name", "")))
+        if defaults:
+            spec["storageClassName"] = max(defaults)[1]
 
     async def _mount_service_account_token(self, pod: dict[str, Any]) -> None:
         """The projected kube-api-access-* volume (token, CA, namespace) in every container,

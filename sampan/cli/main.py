@@ -104,6 +104,8 @@ def _agent_args(p: argparse.ArgumentParser, *, data_dir_alias: bool = True) -> N
     p.add_argument("--insecure-registry", action="append", default=[],
                    help="registry host:port to pull from over plain HTTP")
     p.add_argument("--node-labels", default="", help="k=v,k2=v2 added when registering")
+    p.add_argument("--sync-frequency", type=float, default=60.0,
+                   help="seconds between re-reads of configMap/secret/token volumes")
 
 
 def _controller_args(p: argparse.ArgumentParser) -> None:
@@ -226,7 +228,8 @@ def agent_config(args: argparse.Namespace, *, ca_file: str = ""):
         allowed_host_paths=split(args.allowed_host_paths) or None,
         ca_file=Path(ca_file) if ca_file else None,
         bridge=args.bridge, insecure_registries=list(args.insecure_registry),
-        labels=dict(kv.split("=", 1) for kv in split(args.node_labels) if "=" in kv))
+        labels=dict(kv.split("=", 1) for kv in split(args.node_labels) if "=" in kv),
+        sync_frequency=args.sync_frequency)
 
 
 async def run_agent(args: argparse.Namespace) -> int:
@@ -270,7 +273,8 @@ def _start_agent_process(args: argparse.Namespace, server, data_dir: Path):
            "--node-name", args.node_name, "--agent-data-dir", agent_dir,
            "--kubelet-port", str(args.kubelet_port), "--cluster-domain", args.cluster_domain,
            "--pod-cluster-cidr", args.pod_cluster_cidr, "--pod-service-cidr", args.pod_service_cidr,
-           "--bridge", args.bridge, "--log-level", args.log_level]
+           "--bridge", args.bridge, "--log-level", args.log_level,
+           "--sync-frequency", str(args.sync_frequency)]
     for flag, value in (("--run-dir", args.run_dir), ("--node-ip", args.node_ip),
                         ("--cgroup-root", args.cgroup_root), ("--cluster-dns", args.cluster_dns),
                         ("--pod-cidr", args.pod_cidr),

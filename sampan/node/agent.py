@@ -67,6 +67,7 @@ class AgentConfig:
     insecure_registries: list[str] = field(default_factory=list)
     labels: dict[str, str] = field(default_factory=dict)
     register_taints: list[Object] = field(default_factory=list)
+    sync_frequency: float = VOLUME_REFRESH_SECONDS
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
@@ -159,7 +160,7 @@ class Agent:
         self.cluster_dns = list(config.cluster_dns)
         self.cluster_domain = config.cluster_domain
         self.cgroup_root = config.cgroup_root
-        self.volume_refresh_seconds = VOLUME_REFRESH_SECONDS
+        self.volume_refresh_seconds = config.sync_frequency
         self.node: Object | None = None
         self._network_ready = False
         self._pod_cidrs: list[str] = []

@@ -54,7 +54,9 @@ class NodeCluster:
         host = self.net.add_host(name)
         data_dir = self.work / name
         seed_images(data_dir)
-        host.start(self.server.kubeconfig, data_dir, *extra)
+        # Agents join with the node token, as on a real cluster (RBAC group system:nodes).
+        host.start(str(self.server.data_dir / "node.kubeconfig"), data_dir,
+                   "--sync-frequency", "3", *extra)
         self.hosts[name] = host
         if wait:
             self.wait_node_ready(name)
@@ -70,8 +72,13 @@ class NodeCluster:
                  lambda: self.hosts[name].logs()[-3000:] if name in self.hosts else "")
 
     def wait_pod(self, ns: str, name: str, condition: str = "Ready", timeout: float = 90) -> dict:
-        self.kubectl("wait", "-n", ns, f"pod/{name}", f"--for=condition={condition}",
-                     f"--timeout={int(timeout)}s", timeout=timeout + 10)
+        r = self.kubectl_run("wait", "-n", ns, f"pod/{name}", f"--for=condition={condition}",
+                             f"--timeout={int(timeout)}s", timeout=timeout + 10, check=False)
+        if r.returncode != 0:
+            describe = self.kubectl_run("describe", "pod", "-n", ns, name, check=False).stdout
+            logs = "\n".join(h.logs()[-3000:] for h in self.hosts.values())
+            raise AssertionError(f"pod {ns}/{name} not {condition}: {r.stderr}\n{describe}\n"
+                                 f"agent logs:\n{logs}")
         return self.json("get", "pod", "-n", ns, name)
 
     def pod_phase(self, ns: str, name: str) -> str:
@@ -104,13 +111,20 @@ def wait_for(check, timeout: float, what: str, details=lambda: "") -> None:
 
 def start_node_cluster(work: Path, *controller_args: str) -> NodeCluster:
     net = HostNetwork().create()
+    saved = os.environ.get("SAMPAN_METRIC_RESOLUTION")
+    os.environ["SAMPAN_METRIC_RESOLUTION"] = "2"  # kubectl top without waiting 30 s
     try:
         server = start_server(work / "server", host=net.gateway)
-        server.start_controllers(*controller_args)
+        server.start_controllers("--local-path-dir", str(work / "storage"), *controller_args)
         server.start_component("scheduler", "--metrics-bind-address", "")
     except BaseException:
         net.destroy()
         raise
+    finally:
+        if saved is None:
+            os.environ.pop("SAMPAN_METRIC_RESOLUTION", None)
+        else:
+            os.environ["SAMPAN_METRIC_RESOLUTION"] = saved
     return NodeCluster(server, net, work)
 
 
