@@ -94,6 +94,7 @@ class AgentHost:
                               capture_output=True, text=True, **kw)
 
     def start(self, kubeconfig: str, data_dir: Path, *extra: str) -> subprocess.Popen:
+        self.start_args = (kubeconfig, data_dir, *extra)
         self.data_dir = data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = data_dir.parent / f"{self.node_name}.log"
@@ -106,6 +107,10 @@ class AgentHost:
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         return self.process
+
+    def restart(self) -> subprocess.Popen:
+        self.stop()
+        return self.start(*self.start_args)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
         if self.process is None or self.process.poll() is not None:
@@ -155,6 +160,28 @@ class AgentHost:
     def veths(self) -> list[str]:
         out = self.nsenter("ip", "-o", "link", "show", "type", "veth").stdout
         return [line.split(":")[1].strip().split("@")[0] for line in out.splitlines() if line]
+
+    def simulate_reboot(self) -> None:
+        """What a machine restart does to a node: the agent and every container, pause and
+        monitor process gone, nothing mounted, the tmpfs run directory empty."""
+        self.stop(signal.SIGKILL)
+        self._kill_cgroup_processes()
+        for point in sorted(self.mounts(), key=len, reverse=True):
+            subprocess.run(["umount", "-l", point], capture_output=True)
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+
+    def _kill_cgroup_processes(self) -> None:
+        """Only processes inside this agent's own cgroup tree: the ones it started."""
+        for _ in range(5):
+            pids = self.cgroup_pids()
+            if not pids:
+                return
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.2)
 
     def cleanup(self) -> None:
         """Leave the machine as it was, whatever the agent left behind."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import textwrap
+import time
 import urllib.request
 
 import pytest
@@ -309,3 +310,67 @@ def test_volumes(cluster: NodeCluster, ns: str) -> None:
     cluster.kubectl("patch", "configmap", "cfg", "-n", ns, "-p", '{"data":{"greeting":"updated"}}')
     wait_for(lambda: sh("writer", "cat /cfg/greeting") == "updated", 120,
              "configMap update reaches the volume")
+
+
+def _ids(cluster: NodeCluster, ns: str, name: str) -> tuple[str, str, int]:
+    c = cluster.json("get", "pod", "-n", ns, name)["status"]["containerStatuses"][0]
+    return c["containerID"], c["state"]["running"]["startedAt"], c["restartCount"]
+
+
+def test_agent_restart_keeps_containers_and_reboot_recreates_them(cluster: NodeCluster,
+                                                                   ns: str) -> None:
+    host = cluster.hosts["node-a"]
+    cluster.apply(pod_manifest("steady", "sleep 3600"), ns)
+    cluster.wait_pod(ns, "steady")
+    before = _ids(cluster, ns, "steady")
+    host.restart()
+    cluster.wait_node_ready("node-a")
+    time.sleep(3)  # a few relists and resyncs of the restarted agent
+    cluster.wait_pod(ns, "steady")
+    assert _ids(cluster, ns, "steady") == before
+    assert cluster.kubectl("exec", "-n", ns, "steady", "--", "echo", "alive").strip() == "alive"
+    # A machine reboot: every container gone; the agent starts them again.
+    host.simulate_reboot()
+    host.start(*host.start_args)
+    cluster.wait_node_ready("node-a")
+
+    def recreated() -> bool:
+        status = cluster.json("get", "pod", "-n", ns, "steady")["status"]
+        c = (status.get("containerStatuses") or [{}])[0]
+        return c.get("ready") is True and c.get("containerID") != before[0]
+    wait_for(recreated, 90, "pod running again after the reboot", host.logs)
+    assert _ids(cluster, ns, "steady")[2] >= 1  # restartCount carries on from the logs
+
+
+def test_deleting_a_pod_leaves_nothing_behind(cluster: NodeCluster, ns: str) -> None:
+    host = cluster.hosts["node-a"]
+    cluster.kubectl("create", "configmap", "c", "-n", ns, "--from-literal=k=v")
+
+    def snapshot() -> dict:
+        return {"mounts": sorted(host.mounts()), "netns": host.pod_netns(),
+                "veths": sorted(host.veths()), "pids": len(host.cgroup_pids()),
+                "pod cgroups": sorted(str(p) for p in host.cgroups() if "/pod" in str(p))}
+    wait_for(lambda: snapshot() == snapshot(), 30, "a quiet node")
+    before = snapshot()
+    cluster.apply(pod_manifest(
+        "leaky", "sleep 3600",
+        spec={"volumes": [{"name": "m", "emptyDir": {"medium": "Memory"}},
+                          {"name": "c", "configMap": {"name": "c"}}]},
+        container={"volumeMounts": [{"name": "m", "mountPath": "/m"},
+                                    {"name": "c", "mountPath": "/c"}]}), ns)
+    cluster.wait_pod(ns, "leaky")
+    during = snapshot()
+    assert len(during["mounts"]) > len(before["mounts"])
+    assert len(during["netns"]) == len(before["netns"]) + 1
+    assert len(during["veths"]) == len(before["veths"]) + 1
+    assert during["pids"] > before["pids"]
+    cluster.kubectl("delete", "pod", "-n", ns, "leaky", "--timeout=60s", timeout=70)
+
+    def nothing_left() -> bool:
+        # Other tests' pods may be going away meanwhile: nothing may be left that was not
+        # there before.
+        now = snapshot()
+        return now["pids"] <= before["pids"] and all(
+            set(now[k]) <= set(before[k]) for k in ("mounts", "netns", "veths", "pod cgroups"))
+    wait_for(nothing_left, 30, "everything of the pod removed",
+             lambda: f"before={before}\nnow={snapshot()}")
