@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DATA_DIR ?= .sampan
 
-.PHONY: install run test test-unit test-e2e bench bench-scheduler clean
+.PHONY: install run test test-unit test-e2e bench bench-scheduler bench-pod-startup clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt scripts/install.sh
 	bash scripts/install.sh $(VENV)
@@ -28,6 +28,9 @@ bench: install
 
 bench-scheduler: install
 	$(PY) -m bench.scheduler
+
+bench-pod-startup: install
+	$(PY) -m bench.pod_startup
 
 clean:
 	rm -rf $(VENV) $(DATA_DIR)

@@ -268,6 +268,7 @@ def _start_agent_process(args: argparse.Namespace, server, data_dir: Path):
     agent_dir = args.agent_data_dir
     if agent_dir == "/var/lib/sampan/agent":
         agent_dir = str(data_dir / "agent")
+    _seed_busybox(Path(agent_dir))
     cmd = [sys.executable, "-m", "sampan.cli.main", "agent",
            "--kubeconfig", str(server.node_kubeconfig_path), "--ca-file", str(server.pki.ca_cert),
            "--node-name", args.node_name, "--agent-data-dir", agent_dir,
@@ -285,6 +286,20 @@ def _start_agent_process(args: argparse.Namespace, server, data_dir: Path):
     for registry in args.insecure_registry:
         cmd += ["--insecure-registry", registry]
     return subprocess.Popen(cmd, start_new_session=True)
+
+
+OFFLINE_BUSYBOX = ("docker.io/library/busybox:1.35", "docker.io/library/busybox:latest")
+
+
+def _seed_busybox(agent_dir: Path) -> None:
+    """A single-node cloud has a busybox image from the start, made offline from Debian's
+    busybox-static (``sampan image build busybox``), so that pods run without a registry."""
+    from sampan.node.images import ImageStore
+    from sampan.node.images.build import build_busybox
+
+    store = ImageStore(agent_dir / "images")
+    if store.get(OFFLINE_BUSYBOX[0]) is None and Path("/bin/busybox").exists():
+        build_busybox(store, tags=list(OFFLINE_BUSYBOX))
 
 
 async def _stop_process(process, timeout: float = 30.0) -> None:
