@@ -186,16 +186,7 @@ class AgentHost:
     def cleanup(self) -> None:
         """Leave the machine as it was, whatever the agent left behind."""
         self.stop()
-        for _ in range(3):
-            pids = self.cgroup_pids()
-            if not pids:
-                break
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            time.sleep(0.2)
+        self._kill_cgroup_processes()
         for point in sorted(self.mounts(), key=len, reverse=True):
             subprocess.run(["umount", "-l", point], capture_output=True)
         for hierarchy in _hierarchies():

@@ -279,12 +279,7 @@ class PodWorker:
                                       "Pod sandbox changed, it will be killed and re-created.")
             for c in state.running():
                 await self.stop_container(c, 0, reason="SandboxChanged")
-            for old in state.sandboxes:
-                try:
-                    await self.agent.runtime.stop_sandbox(old.id)
-                    await self.agent.runtime.remove_sandbox(old.id)
-                except CRIError as e:
-                    log.warning("removing old sandbox %s: %s", old.id, e)
+            await self.remove_sandboxes(state.sandboxes)
         host_searches = self.agent.host_dns_searches()
         dns, warning = cfg.dns_config(pod, cluster_dns=self.agent.cluster_dns,
                                       cluster_domain=self.agent.cluster_domain,
@@ -615,18 +610,21 @@ class PodWorker:
                     await self.agent.runtime.remove_container(c.id)
                 except CRIError as e:
                     log.warning("removing container %s: %s", c.id, e)
-        for sandbox in state.sandboxes:
-            try:
-                await self.agent.runtime.stop_sandbox(sandbox.id)
-                await self.agent.runtime.remove_sandbox(sandbox.id)
-            except CRIError as e:
-                log.warning("removing sandbox %s: %s", sandbox.id, e)
+        await self.remove_sandboxes(state.sandboxes)
         self.agent.probes.remove_pod(self.uid)
         try:
             await self.agent.volumes.teardown(self.uid)
         except Exception:
             log.exception("tearing down the volumes of %s", pod_desc(self.pod))
         await self.agent.forget_pod(self.uid)
+
+    async def remove_sandboxes(self, sandboxes: list[Sandbox]) -> None:
+        for sandbox in sandboxes:
+            try:
+                await self.agent.runtime.stop_sandbox(sandbox.id)
+                await self.agent.runtime.remove_sandbox(sandbox.id)
+            except CRIError as e:
+                log.warning("removing sandbox %s: %s", sandbox.id, e)
 
     async def delete_from_api(self) -> None:
         """The kubelet's last word on a pod: delete it with grace 0 once nothing runs."""

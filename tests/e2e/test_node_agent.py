@@ -374,3 +374,35 @@ def test_deleting_a_pod_leaves_nothing_behind(cluster: NodeCluster, ns: str) -> 
             set(now[k]) <= set(before[k]) for k in ("mounts", "netns", "veths", "pod cgroups"))
     wait_for(nothing_left, 30, "everything of the pod removed",
              lambda: f"before={before}\nnow={snapshot()}")
+
+
+def test_init_containers_sidecar_and_host_port(cluster: NodeCluster, ns: str) -> None:
+    host = cluster.hosts["node-a"]
+    port = 30000 + int(ns[-4:], 16) % 2000
+    body = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "staged"},
+            "spec": {"terminationGracePeriodSeconds": 2,
+                     "volumes": [{"name": "w", "emptyDir": {}}],
+                     "initContainers": [
+                         {"name": "prepare", "image": BUSYBOX, "command": [
+                             "sh", "-c", "echo prepared > /w/index.html"],
+                          "volumeMounts": [{"name": "w", "mountPath": "/w"}]},
+                         {"name": "sidecar", "image": BUSYBOX, "restartPolicy": "Always",
+                          "command": ["sh", "-c", "echo sidecar > /w/side; sleep 3600"],
+                          "volumeMounts": [{"name": "w", "mountPath": "/w"}]}],
+                     "containers": [
+                         {"name": "web", "image": BUSYBOX, "command": [
+                             "httpd", "-f", "-p", "8080", "-h", "/w"],
+                          "ports": [{"containerPort": 8080, "hostPort": port}],
+                          "volumeMounts": [{"name": "w", "mountPath": "/w"}]}]}}
+    cluster.apply(json.dumps(body), ns)
+    pod = cluster.wait_pod(ns, "staged")
+    init = {s["name"]: s for s in pod["status"]["initContainerStatuses"]}
+    assert init["prepare"]["state"]["terminated"]["reason"] == "Completed"
+    assert "running" in init["sidecar"]["state"]
+    line = cluster.kubectl("get", "pod", "-n", ns, "staged", "--no-headers").split()
+    assert line[1:3] == ["2/2", "Running"], line
+    # hostPort: the node's address answers for the pod
+    with urllib.request.urlopen(f"http://{host.ip}:{port}/index.html", timeout=10) as r:
+        assert r.read().decode().strip() == "prepared"
+    with urllib.request.urlopen(f"http://{host.ip}:{port}/side", timeout=10) as r:
+        assert r.read().decode().strip() == "sidecar"

@@ -50,7 +50,9 @@ async def create_pod(client: Client, namespace: str, spec: dict[str, Any],
     body = {"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": f"p-{uuid.uuid4().hex[:6]}", "namespace": namespace,
                          "labels": labels or {}},
-            "spec": spec}
+            # No controllers run here (no default service account, no kube-root-ca.crt): the
+            # token volume admission would add is tested on its own below.
+            "spec": {"automountServiceAccountToken": False, **spec}}
     return await client.create("v1", "pods", body, namespace=namespace)
 
 
