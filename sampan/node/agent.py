@@ -157,6 +157,7 @@ class Agent:
         self.backoff = Backoff()
         self.backoff_marks: dict[str, float] = {}
         self.workers: dict[str, PodWorker] = {}
+        self._finished: dict[str, float] = {}
         self.cluster_dns = list(config.cluster_dns)
         self.cluster_domain = config.cluster_domain
         self.cgroup_root = config.cgroup_root
@@ -407,8 +408,18 @@ class Agent:
         return self._network_ready
 
     # -- pods -----------------------------------------------------------------------------------
+    def finished(self, uid: str) -> None:
+        """A deleted pod's worker is done: later events about it (before the informer sees
+        the deletion) start nothing."""
+        self._finished[uid] = time.monotonic()
+        if len(self._finished) > 4096:
+            cutoff = time.monotonic() - 600
+            self._finished = {u: t for u, t in self._finished.items() if t > cutoff}
+
     def _pod_added(self, pod: Object) -> None:
         uid = pod["metadata"]["uid"]
+        if uid in self._finished and pod["metadata"].get("deletionTimestamp"):
+            return
         worker = self.workers.get(uid)
         if worker is None:
             worker = PodWorker(self, pod)

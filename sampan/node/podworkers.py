@@ -205,11 +205,15 @@ class PodWorker:
             await self.write_status(terminal=True)
             await self.cleanup()
             await self.delete_from_api()
-            return False  # the informer's delete event ends the worker
+            self.agent.finished(self.uid)
+            return True
         phase = (pod.get("status") or {}).get("phase")
-        if phase in ("Succeeded", "Failed") and self.final_status_written:
-            if not self.terminated:
+        if phase in ("Succeeded", "Failed"):
+            # A finished pod never runs again (also after an agent restart): only make sure
+            # nothing of it still runs.
+            if not self.terminated and self.running_anything():
                 await self.kill_pod()
+            self.terminated = True
             return False
         await self.sync_running()
         return False
