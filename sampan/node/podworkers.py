@@ -28,6 +28,7 @@ from sampan.node.cri import (
     Sandbox,
     State,
 )
+from sampan.node.metrics import POD_START_SLI, POD_WORKER_START, runtime_operation
 from sampan.node.status import PodView, Waiting, is_sidecar
 
 if TYPE_CHECKING:
@@ -128,6 +129,9 @@ class PodWorker:
         self.terminated = False              # containers and sandbox stopped for good
         self.final_status_written = False
         self.wake_at: float | None = None
+        self.seen_at = time.monotonic()
+        self.pull_seconds = 0.0
+        self.start_observed = False
         self._event = asyncio.Event()
         self._event.set()
         self._task: asyncio.Task[None] | None = None
@@ -249,6 +253,12 @@ class PodWorker:
         if await self.sync_init_containers(sandbox, state, policy):
             await self.sync_app_containers(sandbox, self.agent.pod_runtime(self.uid), policy)
         status = await self.write_status()
+        if not self.start_observed and status.get("containerStatuses") and all(
+                "running" in (c.get("state") or {}) for c in status["containerStatuses"]):
+            self.start_observed = True
+            took = time.monotonic() - self.seen_at
+            POD_WORKER_START.observe(took)
+            POD_START_SLI.observe(max(0.0, took - self.pull_seconds))
         if status.get("phase") in ("Succeeded", "Failed"):
             # Nothing of a finished pod runs again: stop what remains and free its address.
             await self.kill_pod()
@@ -295,7 +305,8 @@ class PodWorker:
                                     dns=dns, hosts_path=None if (pod.get("spec") or {}).get(
                                         "hostNetwork") else hosts_path)
         try:
-            sandbox = await self.agent.runtime.run_sandbox(config)
+            with runtime_operation("run_podsandbox"):
+                sandbox = await self.agent.runtime.run_sandbox(config)
         except Exception as e:
             message = getattr(e, "message", None) or str(e)
             self.agent.recorder.event(pod_ref(pod), "Warning", "FailedCreatePodSandBox",
@@ -427,7 +438,8 @@ class PodWorker:
             self._wake_in(self.agent.backoff.delay(f"{self.uid}/{name}") or 2.0)
             return
         try:
-            cid = await self.agent.runtime.create_container(sandbox, config)
+            with runtime_operation("create_container"):
+                cid = await self.agent.runtime.create_container(sandbox, config)
         except CRIError as e:
             recorder.event(pod_ref(pod), "Warning", "Failed", f"Error: {e.message}")
             self.waiting[name] = Waiting("CreateContainerError", e.message)
@@ -435,7 +447,8 @@ class PodWorker:
             return
         recorder.event(pod_ref(pod), "Normal", "Created", f"Created container: {name}")
         try:
-            await self.agent.runtime.start_container(cid)
+            with runtime_operation("start_container"):
+                await self.agent.runtime.start_container(cid)
         except CRIError as e:
             recorder.event(pod_ref(pod), "Warning", "Failed", f"Error: {e.message}")
             self.waiting[name] = Waiting("RunContainerError", e.message)
@@ -490,7 +503,10 @@ class PodWorker:
         started = time.monotonic()
         try:
             auths = await self.agent.pull_auths(pod, ref)
-            image = await self.agent.images.ensure(ref, policy, auths)
+            pull_started = time.monotonic()
+            with runtime_operation("pull_image"):
+                image = await self.agent.images.ensure(ref, policy, auths)
+            self.pull_seconds += time.monotonic() - pull_started
         except ImageNotPresentError as e:
             self.waiting[name] = Waiting("ErrImageNeverPull", e.message)
             return None
