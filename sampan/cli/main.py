@@ -106,6 +106,10 @@ def _agent_args(p: argparse.ArgumentParser, *, data_dir_alias: bool = True) -> N
     p.add_argument("--node-labels", default="", help="k=v,k2=v2 added when registering")
     p.add_argument("--sync-frequency", type=float, default=60.0,
                    help="seconds between re-reads of configMap/secret/token volumes")
+    p.add_argument("--shutdown-on-exit", action="store_true",
+                   help="stop and remove every container, the pod network and the node's "
+                        "cgroups when the agent stops (sampan up does; by default containers "
+                        "keep running across an agent restart)")
 
 
 def _controller_args(p: argparse.ArgumentParser) -> None:
@@ -229,7 +233,7 @@ def agent_config(args: argparse.Namespace, *, ca_file: str = ""):
         ca_file=Path(ca_file) if ca_file else None,
         bridge=args.bridge, insecure_registries=list(args.insecure_registry),
         labels=dict(kv.split("=", 1) for kv in split(args.node_labels) if "=" in kv),
-        sync_frequency=args.sync_frequency)
+        sync_frequency=args.sync_frequency, shutdown_on_exit=args.shutdown_on_exit)
 
 
 async def run_agent(args: argparse.Namespace) -> int:
@@ -275,7 +279,7 @@ def _start_agent_process(args: argparse.Namespace, server, data_dir: Path):
            "--kubelet-port", str(args.kubelet_port), "--cluster-domain", args.cluster_domain,
            "--pod-cluster-cidr", args.pod_cluster_cidr, "--pod-service-cidr", args.pod_service_cidr,
            "--bridge", args.bridge, "--log-level", args.log_level,
-           "--sync-frequency", str(args.sync_frequency)]
+           "--sync-frequency", str(args.sync_frequency), "--shutdown-on-exit"]
     for flag, value in (("--run-dir", args.run_dir), ("--node-ip", args.node_ip),
                         ("--cgroup-root", args.cgroup_root), ("--cluster-dns", args.cluster_dns),
                         ("--pod-cidr", args.pod_cidr),
@@ -302,7 +306,7 @@ def _seed_busybox(agent_dir: Path) -> None:
         build_busybox(store, tags=list(OFFLINE_BUSYBOX))
 
 
-async def _stop_process(process, timeout: float = 30.0) -> None:
+async def _stop_process(process, timeout: float = 60.0) -> None:
     import signal as signals
     import subprocess
 

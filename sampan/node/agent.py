@@ -46,6 +46,7 @@ RELIST_PERIOD = 1.0
 HOUSEKEEPING_PERIOD = 10.0
 IMAGE_GC_PERIOD = 300.0
 VOLUME_REFRESH_SECONDS = 60.0
+SHUTDOWN_GRACE_CAP = 10.0  # a node shutdown waits at most this long for each container
 
 
 @dataclass
@@ -68,6 +69,7 @@ class AgentConfig:
     labels: dict[str, str] = field(default_factory=dict)
     register_taints: list[Object] = field(default_factory=list)
     sync_frequency: float = VOLUME_REFRESH_SECONDS
+    shutdown_on_exit: bool = False
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
@@ -220,12 +222,18 @@ class Agent:
                  extra={"node_ip": self.node_ip, "pods": len(self.pods.indexer)})
 
     async def close(self) -> None:
-        """Stop the agent; containers keep running (a restarted agent adopts them)."""
+        """Stop the agent; containers keep running (a restarted agent adopts them) unless the
+        agent was told to shut the node down with it (``shutdown_on_exit``)."""
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for worker in list(self.workers.values()):
             await worker.stop()
+        if self.config.shutdown_on_exit:
+            try:
+                await self.shutdown_node()
+            except Exception:
+                log.exception("shutting the node down")
         for informer in (self.pods, self.nodes, self.services):
             await informer.stop()
         if self.server is not None:
@@ -235,6 +243,54 @@ class Agent:
         await self.hooks.close()
         await self.recorder.close()
         await self.runtime.close()
+        if self.config.shutdown_on_exit:
+            import shutil
+
+            await asyncio.to_thread(shutil.rmtree, self.config.run_dir, True)
+
+    async def shutdown_node(self, grace_cap: float = SHUTDOWN_GRACE_CAP) -> None:
+        """What a node shutdown does (``sampan up`` stopping): every container stopped with
+        its grace period (capped), containers, sandboxes and volumes removed, the pod network
+        and the node's cgroups gone. The pods stay in the API; the next start runs them again,
+        as after a reboot."""
+        await self.relist(wake=False)
+        running = [(uid, c) for uid, state in self._runtime_state.items() for c in state.running()]
+        log.info("shutting the node down", extra={"containers": len(running)})
+
+        async def stop(uid: str, c: ContainerStatus) -> None:
+            pod = next((p for p in self.pods.indexer.list() if p["metadata"]["uid"] == uid), None)
+            grace = min(float(cfg.grace_period(pod)) if pod else 2.0, grace_cap)
+            try:
+                await self.runtime.stop_container(c.id, grace)
+            except CRIError as e:
+                log.warning("stopping container %s: %s", c.id, e)
+        await asyncio.gather(*(stop(uid, c) for uid, c in running))
+        await self.relist(wake=False)
+        for state in self._runtime_state.values():
+            for history in state.containers.values():
+                for c in history:
+                    try:
+                        await self.runtime.remove_container(c.id)
+                    except CRIError as e:
+                        log.warning("removing container %s: %s", c.id, e)
+            for sandbox in state.sandboxes:
+                try:
+                    await self.runtime.stop_sandbox(sandbox.id)
+                    await self.runtime.remove_sandbox(sandbox.id)
+                except CRIError as e:
+                    log.warning("removing sandbox %s: %s", sandbox.id, e)
+        for uid in await asyncio.to_thread(self.volumes.pods_on_disk):
+            await self.volumes.teardown(uid)
+        await self.network.close(remove=True)
+        from sampan.node.runtime import cgroups
+
+        await asyncio.to_thread(cgroups.remove, self.cgroup_root)
+        parent = Path(self.cgroup_root).parent
+        while str(parent) not in ("/", ""):
+            # "/sampan" of "/sampan/<node>": gone once no other node uses it (rmdir of a
+            # busy cgroup fails and leaves it).
+            await asyncio.to_thread(_rmdir_cgroup, str(parent))
+            parent = parent.parent
 
     # -- node ---------------------------------------------------------------------------------
     def _node_body(self, previous: Object | None) -> Object:
@@ -765,6 +821,16 @@ def _registry_of(ref: str) -> str:
     if "/" in ref and ("." in first or ":" in first or first == "localhost"):
         return first
     return "docker.io"
+
+
+def _rmdir_cgroup(path: str) -> None:
+    from sampan.node.runtime import cgroups
+
+    for root in cgroups.hierarchies():
+        try:
+            os.rmdir(root / path.strip("/"))
+        except OSError:
+            pass
 
 
 def _remove_tree(path: Path) -> None:
