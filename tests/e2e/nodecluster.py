@@ -56,7 +56,7 @@ class NodeCluster:
         seed_images(data_dir)
         # Agents join with the node token, as on a real cluster (RBAC group system:nodes).
         host.start(str(self.server.data_dir / "node.kubeconfig"), data_dir,
-                   "--sync-frequency", "3", *extra)
+                   "--sync-frequency", "3", "--allowed-host-paths", "/tmp", *extra)
         self.hosts[name] = host
         if wait:
             self.wait_node_ready(name)

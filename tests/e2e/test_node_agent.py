@@ -406,3 +406,28 @@ def test_init_containers_sidecar_and_host_port(cluster: NodeCluster, ns: str) ->
         assert r.read().decode().strip() == "prepared"
     with urllib.request.urlopen(f"http://{host.ip}:{port}/side", timeout=10) as r:
         assert r.read().decode().strip() == "sidecar"
+
+
+def test_bad_volumes_get_clear_events_and_disturb_nothing(cluster: NodeCluster, ns: str) -> None:
+    cluster.apply(pod_manifest("etc", "sleep 3600", spec={"volumes": [
+        {"name": "h", "hostPath": {"path": "/etc"}}]},
+        container={"volumeMounts": [{"name": "h", "mountPath": "/h"}]}), ns)
+    cluster.apply(pod_manifest("nocm", "sleep 3600", spec={"volumes": [
+        {"name": "c", "configMap": {"name": "missing"}}]},
+        container={"volumeMounts": [{"name": "c", "mountPath": "/c"}]}), ns)
+    cluster.apply(pod_manifest("fine", "sleep 3600"), ns)
+    cluster.wait_pod(ns, "fine")
+
+    def event(name: str, text: str) -> bool:
+        out = cluster.kubectl("get", "events", "-n", ns, "--field-selector",
+                              f"involvedObject.name={name},reason=FailedMount", "-o",
+                              "jsonpath={.items[*].message}")
+        return text in out
+    wait_for(lambda: event("etc", "/etc"), 60, "FailedMount for a hostPath outside the allowed")
+    wait_for(lambda: event("nocm", 'configmap "missing" not found'), 60,
+             "FailedMount for a missing configMap")
+    for name in ("etc", "nocm"):
+        line = cluster.kubectl("get", "pod", "-n", ns, name, "--no-headers").split()
+        assert line[2] == "ContainerCreating", line
+    cluster.kubectl("create", "configmap", "missing", "-n", ns, "--from-literal=k=v")
+    cluster.wait_pod(ns, "nocm", timeout=60)  # the volume appears once its configMap does
