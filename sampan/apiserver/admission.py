@@ -125,7 +125,7 @@ class Admission:
         """The projected kube-api-access-* volume (token, CA, namespace) in every container,
         unless the pod or its service account opts out (upstream's ServiceAccount plugin).
         A service account that does not exist yet counts as one that automounts."""
-        from sampan.node.volumes import mount_service_account_token
+        from sampan.apiserver.tokenvolume import mount_service_account_token
 
         resource = self.api.registry.get("", "v1", "serviceaccounts")
         account = None

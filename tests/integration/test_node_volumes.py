@@ -18,7 +18,8 @@ import pytest
 
 from sampan.client import ApiError, Client, Config, EventRecorder
 from sampan.node.envvars import ClientLookup, EnvError, make_environment, service_environment
-from sampan.node.volumes import MountError, VolumeError, VolumeManager, mount_service_account_token
+from sampan.apiserver.tokenvolume import mount_service_account_token
+from sampan.node.volumes import MountError, VolumeError, VolumeManager
 from sampan.node.volumes.mount import mount_points
 from tests.integration.helpers import eventually, new_namespace
 

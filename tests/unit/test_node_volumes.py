@@ -22,11 +22,14 @@ from sampan.node.volumes import (
     TokenManager,
     VolumeManager,
     hostpath,
-    mount_service_account_token,
     pod_memory_limit,
 )
 from sampan.node.volumes.mount import directory_usage, remove_tree
-from sampan.node.volumes.serviceaccount import MOUNT_PATH, token_volume_source
+from sampan.apiserver.tokenvolume import (
+    MOUNT_PATH,
+    mount_service_account_token,
+    token_volume_source,
+)
 from sampan.node.volumes.sources import (
     SourceError,
     configmap_payload,

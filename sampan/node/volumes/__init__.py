@@ -11,7 +11,6 @@ from sampan.node.volumes.manager import (
     pod_memory_limit,
     volume_kind,
 )
-from sampan.node.volumes.serviceaccount import mount_service_account_token
 from sampan.node.volumes.tokens import TokenError, TokenManager
 
 __all__ = [
@@ -26,7 +25,6 @@ __all__ = [
     "TokenManager",
     "VolumeError",
     "VolumeManager",
-    "mount_service_account_token",
     "pod_memory_limit",
     "volume_kind",
 ]
