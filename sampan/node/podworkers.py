@@ -314,9 +314,12 @@ class PodWorker:
             self._wake_in(self.agent.backoff.delay("sandbox/" + self.uid) or 2.0)
             self.agent.backoff.next("sandbox/" + self.uid)
             return None
-        if config.hosts_file is not None:
-            await asyncio.to_thread(_write_file, hosts_path, cfg.hosts_file(pod, sandbox.ips))
-        await self.agent.refresh_pod(self.uid)
+        if config.hosts_file is not None:   # written while the runtime is relisted
+            await asyncio.gather(
+                asyncio.to_thread(_write_file, hosts_path, cfg.hosts_file(pod, sandbox.ips)),
+                self.agent.refresh_pod(self.uid))
+        else:
+            await self.agent.refresh_pod(self.uid)
         return sandbox
 
     # -- init containers -----------------------------------------------------------------------

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 RTPROT_SAMPAN = 165
 MAIN_TABLE = 254
 BRIDGE_MODE_HAIRPIN = 1
+LOOPBACK_INDEX = 1
 IFA_F_NODAD = 0x02  # addresses are unique by IPAM: skip duplicate address detection's delay
 
 
@@ -292,18 +293,25 @@ class BridgeNetwork:
     async def _plug(self, sandbox_id: str, netns: Path, addresses: list) -> None:
         ipr = self._require_ipr()
         host_if = veth_name(sandbox_id)
-        await self._delete_link(host_if)  # a retry after a half-made setup
         fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            await ipr.link("add", ifname=host_if, kind="veth", mtu=self.mtu,
-                           peer={"ifname": "eth0", "net_ns_fd": fd, "mtu": self.mtu,
-                                 "address": mac_for_ip(str(addresses[0].ip))})
+            # one request makes the pair, moves the peer, enslaves and brings up the host end
+            request = {"ifname": host_if, "kind": "veth", "mtu": self.mtu,
+                       "master": self._bridge_index, "state": "up",
+                       "peer": {"ifname": "eth0", "net_ns_fd": fd, "mtu": self.mtu,
+                                "address": mac_for_ip(str(addresses[0].ip))}}
+            try:
+                await ipr.link("add", **request)
+            except NetlinkError as exc:
+                if not _is(exc, errno.EEXIST):
+                    raise
+                await self._delete_link(host_if)  # a retry after a half-made setup
+                await ipr.link("add", **request)
         finally:
             os.close(fd)
         index = (await ipr.link_lookup(ifname=host_if))[0]
-        await ipr.link("set", index=index, master=self._bridge_index, state="up")
-        await ipr.brport("set", index=index, mode=BRIDGE_MODE_HAIRPIN)
-        await self._configure_pod_side(netns, addresses)
+        await asyncio.gather(ipr.brport("set", index=index, mode=BRIDGE_MODE_HAIRPIN),
+                             self._configure_pod_side(netns, addresses))
 
     async def _configure_pod_side(self, netns: Path, addresses: list) -> None:
         sock = await asyncio.get_running_loop().run_in_executor(
@@ -311,8 +319,11 @@ class BridgeNetwork:
         gateways = {r.network: r.gateway for r in self.ipam.ranges}
         pod = AsyncIPRoute(use_socket=sock)
         try:
-            lo = (await pod.link_lookup(ifname="lo"))[0]
-            await pod.link("set", index=lo, state="up")
+            try:   # a new namespace's loopback always has index 1
+                await pod.link("set", index=LOOPBACK_INDEX, state="up")
+            except NetlinkError:
+                lo = (await pod.link_lookup(ifname="lo"))[0]
+                await pod.link("set", index=lo, state="up")
             eth0 = (await pod.link_lookup(ifname="eth0"))[0]
             for addr in addresses:
                 extra = {"flags": IFA_F_NODAD} if addr.version == 6 else {}

@@ -45,6 +45,10 @@ class HostLocalRange:
         self.end: IPAddress = last - 1 if self.network.version == 4 else last
         self.dir = state_dir / range_dir_name(cidr)
         self.dir.mkdir(parents=True, exist_ok=True)
+        # owner → addresses, as this process last saw the directory: lets allocate() skip
+        # reading every allocation for a new owner. Hits are checked against the files.
+        self._owners: dict[str, set[IPAddress]] | None = None
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"HostLocalRange({self.network}, {self.start}-{self.end})"
@@ -55,14 +59,47 @@ class HostLocalRange:
     # -- allocation ------------------------------------------------------------------------
     def allocate(self, owner: str) -> IPInterface:
         """An address for ``owner`` (its existing one if it already holds one)."""
-        held = self.owned_by(owner)
+        held = self._cached_owned_by(owner)
         if held:
             return self.interface(held[0])
         for ip in self._candidates():
             if self._reserve(ip, owner):
                 self._write_last_reserved(ip)
+                self._remember(ip, owner)
                 return self.interface(ip)
         raise IPAMError(f"no IP addresses available in range set: {self.start}-{self.end}")
+
+    def _cached_owned_by(self, owner: str) -> list[IPAddress]:
+        with self._lock:
+            if self._owners is None:
+                owners: dict[str, set[IPAddress]] = {}
+                for ip, who in self.allocations().items():
+                    owners.setdefault(who, set()).add(ip)
+                self._owners = owners
+            cached = sorted(self._owners.get(owner, ()))
+        return [ip for ip in cached if self._owner_of(ip) == owner]
+
+    def _owner_of(self, ip: IPAddress) -> str | None:
+        try:
+            return (self.dir / str(ip)).read_text().split("\n", 1)[0].strip()
+        except OSError:
+            return None
+
+    def _remember(self, ip: IPAddress, owner: str) -> None:
+        with self._lock:
+            if self._owners is not None:
+                self._owners.setdefault(owner, set()).add(ip)
+
+    def _forget(self, ip: IPAddress, owner: str | None) -> None:
+        with self._lock:
+            if self._owners is None:
+                return
+            for who in [owner] if owner is not None else list(self._owners):
+                ips = self._owners.get(who)
+                if ips is not None:
+                    ips.discard(ip)
+                    if not ips:
+                        del self._owners[who]
 
     def _candidates(self) -> Iterator[IPAddress]:
         """Every usable address once, starting after the last reserved one."""
@@ -140,6 +177,7 @@ class HostLocalRange:
                     return False
             except FileNotFoundError:
                 return False
+        self._forget(ip, owner)
         try:
             path.unlink()
             return True

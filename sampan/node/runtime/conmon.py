@@ -71,6 +71,75 @@ class Runc:
                             or f"runc {args[0]} exited with {proc.returncode}")
         return out.decode(errors="replace")
 
+    async def run_detached(self, cid: str, bundle: Path, *, timeout: float = 60.0) -> int:
+        """``runc run --detach``: create and start in one runc process, with no monitor (the
+        pod's pause container, whose only job is to hold namespaces). The container inherits
+        /dev/null as stdio and its own session, so it outlives the agent; runc's errors go to
+        a JSON log in the bundle. Returns the container's pid."""
+        pid_file, log_file = bundle / "pidfile", bundle / "runc.log"
+        proc = await asyncio.create_subprocess_exec(
+            self.binary, "--root", str(self.root), "--log", str(log_file), "--log-format",
+            "json", "run", "--detach", "--bundle", str(bundle), "--pid-file", str(pid_file),
+            cid, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL, start_new_session=True)
+        try:
+            code = await asyncio.wait_for(proc.wait(), timeout)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise RuncError(f"runc run timed out after {timeout:g}s") from None
+        if code != 0:
+            try:
+                text = log_file.read_text(errors="replace")
+            except OSError:
+                text = ""
+            raise RuncError(runc_message(text) or f"runc run exited with {code}")
+        try:
+            return int(pid_file.read_text())
+        except (OSError, ValueError) as e:
+            raise RuncError(f"runc run left no pid file: {e}") from e
+
+    async def start(self, cid: str, pid: int | None, *, timeout: float = 60.0) -> None:
+        """What ``runc start`` does, without a runc process: a created container's init waits
+        in ``open(exec.fifo, O_WRONLY)``; opening the fifo for reading lets it write one byte
+        and exec the entrypoint, and removing the fifo marks the container running (runc
+        derives "created" from the fifo's existence). Falls back to ``runc start`` (and its
+        error messages) when there is no fifo or the init died before it was opened."""
+        fifo = self.root / cid / "exec.fifo"
+        try:
+            fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except FileNotFoundError:
+            await self.run("start", cid, timeout=timeout)
+            return
+        loop = asyncio.get_running_loop()
+        readable = loop.create_future()
+        loop.add_reader(fd, lambda: readable.done() or readable.set_result(None))
+        try:
+            deadline = loop.time() + timeout
+            while True:
+                try:
+                    await asyncio.wait_for(asyncio.shield(readable), 0.1)
+                    break
+                except TimeoutError:
+                    if loop.time() > deadline:
+                        raise RuncError(f"runc start timed out after {timeout:g}s") from None
+                    if pid is not None and not _process_exists(pid):
+                        break
+            try:
+                data = os.read(fd, 1)
+            except BlockingIOError:
+                data = b""
+        finally:
+            loop.remove_reader(fd)
+            os.close(fd)
+        if not data:       # the init never wrote: let runc tell what is wrong
+            await self.run("start", cid, timeout=timeout)
+            return
+        try:
+            os.unlink(fifo)
+        except FileNotFoundError:
+            pass
+
     def state_exists(self, cid: str) -> bool:
         return (self.root / cid / "state.json").exists()
 
@@ -78,11 +147,13 @@ class Runc:
 async def launch(conmon: str, runc: Runc, *, cid: str, name: str, bundle: Path,
                  exit_dir: Path, socket_dir: Path, log_path: Path | None,
                  stdin: bool = False, stdin_once: bool = False, tty: bool = False,
-                 cgroup_procs: list[Path] = ()) -> int:
+                 cgroup_procs: list[Path] = (), ready: asyncio.Future | None = None) -> int:
     """Start conmon for a ``runc create`` of ``bundle``; returns the container's pid.
     conmon waits on its start pipe until we moved it into ``cgroup_procs`` (out of the
     agent's cgroup, so that stopping the agent's service does not kill the monitors).
-    Raises RuncError with runc's message when the container could not be created."""
+    Raises RuncError with runc's message when the container could not be created.
+    ``ready`` (the bundle being written) is awaited after conmon started and before it is let
+    go: conmon's start-up overlaps with the bundle's; if it fails, conmon is killed."""
     sync_r, sync_w = os.pipe2(os.O_CLOEXEC)
     start_r, start_w = os.pipe2(os.O_CLOEXEC)
     argv = [
@@ -111,6 +182,13 @@ async def launch(conmon: str, runc: Runc, *, cid: str, name: str, bundle: Path,
         os.close(sync_w)
         sync_w = -1
         _join_cgroup(proc.pid, cgroup_procs)
+        if ready is not None:
+            try:
+                await asyncio.shield(ready)   # the caller waits for it on cancellation
+            except BaseException:
+                proc.kill()          # still waiting on the start pipe: nothing ran yet
+                await proc.wait()
+                raise
         os.write(start_w, b"0")
         await proc.wait()
         line = await _read_line(sync_r, CREATE_TIMEOUT)
@@ -126,6 +204,15 @@ async def launch(conmon: str, runc: Runc, *, cid: str, name: str, bundle: Path,
     if pid <= 0:
         raise RuncError(runc_message(str(report.get("message", ""))) or "runc create failed")
     return pid
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return False
+    return data[data.rindex(b")") + 2:][:1] not in (b"Z", b"X")
 
 
 def _join_cgroup(pid: int, procs_files: list[Path]) -> None:

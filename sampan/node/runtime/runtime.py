@@ -13,7 +13,9 @@ import asyncio
 import dataclasses
 import logging
 import os
+import resource
 import secrets
+import select
 import shutil
 import signal as signals
 import time
@@ -58,8 +60,49 @@ def _pid_start(pid: int) -> int | None:
     return int(fields[19])
 
 
+# (pid, start time) → a pidfd of that live process, or -1 once it is known to be gone. A
+# relist asks about every pod's processes; polling a pidfd is one syscall where reading
+# /proc/<pid>/stat is three and a parse, and a pidfd can never point to a reused pid.
+_pidfds: dict[tuple[int, int], int] = {}
+# never hold more than a quarter of the descriptors the process may open: past that, the
+# remaining processes are checked through /proc
+_MAX_PIDFDS = max(0, min(4096, resource.getrlimit(resource.RLIMIT_NOFILE)[0] // 4))
+
+
 def _alive(pid: int | None, start: int | None) -> bool:
-    return bool(pid) and start is not None and _pid_start(pid) == start
+    if not pid or start is None:
+        return False
+    key = (pid, start)
+    fd = _pidfds.get(key)
+    if fd is None:
+        if _pid_start(pid) != start:
+            return False
+        if len(_pidfds) >= _MAX_PIDFDS:
+            return True
+        try:
+            fd = os.pidfd_open(pid)
+        except OSError:
+            return _pid_start(pid) == start
+        if _pid_start(pid) != start:      # the pid was reused before we opened it
+            os.close(fd)
+            return False
+        _pidfds[key] = fd
+        return True
+    if fd < 0:
+        return False
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    if not poller.poll(0):
+        return True
+    _pidfds[key] = -1          # exited: readable once it is a zombie, like _pid_start says
+    os.close(fd)
+    return False
+
+
+def _forget_pid(pid: int | None, start: int | None) -> None:
+    fd = _pidfds.pop((pid, start), None) if pid and start is not None else None
+    if fd is not None and fd >= 0:
+        os.close(fd)
 
 
 def _dump(path: Path, data: dict[str, Any]) -> None:
@@ -100,6 +143,7 @@ class _Sandbox:
     dir: Path
     meta: dict[str, Any]
     config: SandboxConfig
+    paths: tuple[str | None, Path | None, Path] | None = None    # cached for _sandbox_view
 
     @property
     def pid(self) -> int | None:
@@ -119,6 +163,13 @@ class _Container:
     meta: dict[str, Any]
     process: dict[str, Any] | None = None   # config.json's process (exec template), cached
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _log_path: Path | None = None
+
+    @property
+    def log_path(self) -> Path | None:
+        if self._log_path is None and self.meta.get("log_path"):
+            self._log_path = Path(self.meta["log_path"])
+        return self._log_path
 
     def save(self) -> None:
         _dump(self.dir / "meta.json", self.meta)
@@ -223,16 +274,8 @@ class RuncRuntime:
 
     async def _make_sandbox(self, sb: _Sandbox) -> None:
         config, d, meta = sb.config, sb.dir, sb.meta
-        await asyncio.to_thread(self._write_pod_files, sb)
         netns: Path | None = None
-        if not config.host_network:
-            netns = await self.network.create_netns(sb.id)
-            meta["netns"] = str(netns)
-            sb.save()
         bundle = d / "pause"
-        pause_spec = spec.pause_spec(config, self.pause_rootfs, f"{meta['cgroup_parent']}/{sb.id}",
-                                     netns, ["/pause", "-P"], self.limits)
-        await asyncio.to_thread(self._write_bundle, bundle, pause_spec)
 
         async def network() -> None:
             if netns is not None:
@@ -241,17 +284,26 @@ class RuncRuntime:
                 meta["ips"] = list(status.ips)
 
         async def pause() -> None:
-            name = f"k8s_POD_{config.name}_{config.namespace}_{config.uid}_{config.attempt}"
-            pid = await launch(self.conmon, self.runc, cid=sb.id, name=name, bundle=bundle,
-                               exit_dir=self.exits_dir, socket_dir=self.sockets_dir,
-                               log_path=None, cgroup_procs=self._conmon_cgroup)
+            # No monitor for the pause container: it has no output and nobody needs its exit
+            # status (the sandbox is dead once its pid is), so one ``runc run`` does.
+            pid = await self.runc.run_detached(sb.id, bundle)
             meta["pid"], meta["pid_start"] = pid, _pid_start(pid)
-            await self.runc.run("start", sb.id)
 
-        results = await asyncio.gather(network(), pause(), return_exceptions=True)
-        for r in results:
-            if isinstance(r, BaseException):
-                raise r
+        async def namespaces_and_processes() -> None:
+            nonlocal netns
+            if not config.host_network:
+                netns = await self.network.create_netns(sb.id)
+                meta["netns"] = str(netns)
+                sb.save()
+            pause_spec = spec.pause_spec(config, self.pause_rootfs,
+                                         f"{meta['cgroup_parent']}/{sb.id}", netns,
+                                         ["/pause", "-P"], self.limits)
+            await asyncio.to_thread(self._write_bundle, bundle, pause_spec)
+            await _all(network(), pause())
+
+        # the pod's files (resolv.conf, hostname, hosts, /dev/shm) are only needed by the
+        # containers: they are written while the pause container starts
+        await _all(asyncio.to_thread(self._write_pod_files, sb), namespaces_and_processes())
         if not config.host_network:
             hosts = d / "hosts"
             if config.hosts_file is None:
@@ -285,8 +337,8 @@ class RuncRuntime:
             shm.mkdir(exist_ok=True)
             flags = overlay.MS_NOSUID | overlay.MS_NODEV | overlay.MS_NOEXEC
             overlay.mount("shm", shm, "tmpfs", flags, f"mode=1777,size={spec.SHM_SIZE}")
-            sb.meta["shm"] = str(shm)
-            sb.save()
+            sb.meta["shm"] = str(shm)  # saved by run_sandbox; a crash before is covered by
+            #                             _discard_sandbox unmounting <dir>/shm anyway
 
     @staticmethod
     def _write_bundle(bundle: Path, config: dict[str, Any]) -> None:
@@ -303,12 +355,14 @@ class RuncRuntime:
 
     def _sandbox_view(self, sb: _Sandbox) -> Sandbox:
         running = not sb.meta.get("stopped") and sb.alive()
-        netns = sb.meta.get("netns")
+        if sb.paths is None or sb.paths[0] != sb.meta.get("netns"):
+            netns = sb.meta.get("netns")
+            sb.paths = (netns, Path(netns) if netns else None, sb.dir / "resolv.conf")
         return Sandbox(id=sb.id, config=sb.config,
                        state=State.RUNNING if running else State.EXITED,
                        created_at=sb.meta["created_at"], ips=list(sb.meta.get("ips") or []),
-                       netns=Path(netns) if netns else None,
-                       pid=sb.pid if running else None, resolv_conf=sb.dir / "resolv.conf")
+                       netns=sb.paths[1], pid=sb.pid if running else None,
+                       resolv_conf=sb.paths[2])
 
     async def stop_sandbox(self, sandbox_id: str) -> None:
         sb = self._sandboxes.get(sandbox_id)
@@ -366,9 +420,12 @@ class RuncRuntime:
             except Exception:  # noqa: BLE001 - keep removing the rest
                 log.exception("teardown of sandbox %s network", sid)
         parent = meta.get("cgroup_parent")
+        _forget_pid(meta.get("pid"), meta.get("pid_start"))
 
         def cleanup() -> None:
             self._unmount_shm(meta)
+            while overlay.umount(d / "shm", detach=True):   # mounted, not yet in meta.json
+                pass
             if parent:
                 cgroups.remove(f"{parent}/{sid}")
                 if not any(s.meta.get("cgroup_parent") == parent and s.id != sid
@@ -408,8 +465,17 @@ class RuncRuntime:
             "stop_signal": config.stop_signal, "complete": False,
         }
         c = _Container(cid, d, meta)
+        bundle: asyncio.Future | None = None
+        new_log = False
         try:
-            await asyncio.to_thread(self._make_bundle, c, sb, config)
+            if not config.image.layers:
+                raise ValueError(f"image {config.image_ref} has no layers")
+            d.mkdir(parents=True)
+            if config.log_path:        # conmon opens the log before it waits
+                config.log_path.parent.mkdir(parents=True, exist_ok=True)
+                new_log = not config.log_path.exists()
+            # conmon starts (and waits on its start pipe) while the bundle is written
+            bundle = asyncio.ensure_future(asyncio.to_thread(self._make_bundle, c, sb, config))
             name = (f"k8s_{config.name}_{sb.config.name}_{sb.config.namespace}_"
                     f"{sb.config.uid}_{config.attempt}")
             try:
@@ -417,7 +483,7 @@ class RuncRuntime:
                                    exit_dir=self.exits_dir, socket_dir=self.sockets_dir,
                                    log_path=config.log_path, stdin=config.stdin,
                                    stdin_once=config.stdin_once, tty=config.tty,
-                                   cgroup_procs=self._conmon_cgroup)
+                                   cgroup_procs=self._conmon_cgroup, ready=bundle)
                 meta["pid"], meta["pid_start"] = pid, _pid_start(pid)
             except RuncError as e:
                 if not any(s in e.message for s in _EXEC_ERRORS):
@@ -426,6 +492,11 @@ class RuncRuntime:
                 # creates the task in StartContainer) this is a start failure.
                 meta["start_error"] = e.message
         except BaseException as e:
+            if bundle is not None and not bundle.done():
+                await asyncio.wait([bundle])         # a thread cannot be cancelled
+            if bundle is not None and not bundle.cancelled() and bundle.exception() \
+                    and new_log:
+                _remove_if_empty(config.log_path)    # nothing ran: leave no attempt behind
             await self._discard_container(cid, d)
             if isinstance(e, Exception):
                 raise CRIError("CreateContainerError", str(e)) from e
@@ -442,8 +513,6 @@ class RuncRuntime:
         for p in (rootfs, upper, work):
             p.mkdir(parents=True)
         c.save()
-        if not config.image.layers:
-            raise ValueError(f"image {config.image_ref} has no layers")
         overlay.mount_overlay(config.image.layers, upper, work, rootfs)
         sec = config.security
         if sec.run_as_user is None:
@@ -460,8 +529,6 @@ class RuncRuntime:
             uts=None if sb.config.host_network else f"/proc/{pause_pid}/ns/uts",
             pid=f"/proc/{pause_pid}/ns/pid" if c.meta["shared_pid"] else None,
             private_pid=not sb.config.host_pid)
-        if config.log_path:
-            config.log_path.parent.mkdir(parents=True, exist_ok=True)
         oci = spec.container_spec(config, sb.config, rootfs, c.meta["cgroup"], ns,
                                   self._pod_files(sb), user, self.limits)
         (d / "config.json").write_bytes(orjson.dumps(oci))
@@ -474,6 +541,8 @@ class RuncRuntime:
             except RuncError as e:
                 log.warning("runc delete %s: %s", cid, e)
         meta = _load(d / "meta.json") or {}
+        _forget_pid(meta.get("pid"), meta.get("pid_start"))
+        _forget_pid(meta.get("conmon_pid"), meta.get("conmon_start"))
 
         def cleanup() -> None:
             rootfs = d / "rootfs"
@@ -499,7 +568,7 @@ class RuncRuntime:
                 self._finish(c, 128, "ContainerCannotRun", c.meta["start_error"], time.time())
                 raise CRIError("RunContainerError", c.meta["start_error"])
             try:
-                await self.runc.run("start", container_id)
+                await self.runc.start(container_id, c.meta.get("pid"))
             except RuncError as e:
                 self._finish(c, 128, "ContainerCannotRun", e.message, time.time())
                 raise CRIError("RunContainerError", e.message) from e
@@ -566,6 +635,8 @@ class RuncRuntime:
             if self._state(c) is not State.EXITED:
                 await self._kill_and_wait(c)
             await self._discard_container(container_id, c.dir)
+            _forget_pid(c.meta.get("pid"), c.meta.get("pid_start"))
+            _forget_pid(c.meta.get("conmon_pid"), c.meta.get("conmon_start"))
             self._containers.pop(container_id, None)
 
     # -- status ---------------------------------------------------------------------------
@@ -579,8 +650,8 @@ class RuncRuntime:
             id=c.id, sandbox_id=m["sandbox_id"], name=m["name"], attempt=m["attempt"],
             state=State.CREATED, image_ref=m["image_ref"], image_id=m["image_id"],
             created_at=m["created_at"], started_at=m.get("started_at") or 0.0,
-            log_path=Path(m["log_path"]) if m.get("log_path") else None,
-            labels=m.get("labels") or {}, annotations=m.get("annotations") or {})
+            log_path=c.log_path, labels=m.get("labels") or {},
+            annotations=m.get("annotations") or {})
         if final:
             status.state = State.EXITED
             status.exit_code = final["exit_code"]
@@ -597,6 +668,8 @@ class RuncRuntime:
         m = c.meta
         if m.get("start_error"):
             return None
+        if not m.get("gone") and _alive(m.get("pid"), m.get("pid_start")):
+            return None              # conmon writes the exit file after the process is gone
         exit_file = c.dir / "exit"
         try:
             st = os.stat(exit_file)
@@ -626,7 +699,7 @@ class RuncRuntime:
         except (OSError, ValueError):
             return False
         if "conmon_start" not in c.meta:
-            c.meta["conmon_start"] = _pid_start(pid)
+            c.meta["conmon_pid"], c.meta["conmon_start"] = pid, _pid_start(pid)
         return _alive(pid, c.meta["conmon_start"])
 
     async def list_containers(self) -> list[ContainerStatus]:
@@ -706,6 +779,21 @@ class RuncRuntime:
         if self._state(c) is State.EXITED:
             return
         await asyncio.to_thread(streams.write_ctl, c.dir / "ctl", "2 0 0\n")
+
+
+def _remove_if_empty(path: Path) -> None:
+    try:
+        if path.stat().st_size == 0:
+            path.unlink()
+    except OSError:
+        pass
+
+
+async def _all(*aws: Any) -> None:
+    """Run concurrently, wait for all of them, then raise the first failure."""
+    for r in await asyncio.gather(*aws, return_exceptions=True):
+        if isinstance(r, BaseException):
+            raise r
 
 
 async def _read_capped(reader: asyncio.StreamReader | None, limit: int) -> bytes:
