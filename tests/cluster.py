@@ -53,8 +53,8 @@ class Server:
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
         for component in self.components:
-            _stop(component, signal.SIGTERM, timeout)
-        return _stop(self.process, sig, timeout)
+            stop_process(component, signal.SIGTERM, timeout)
+        return stop_process(self.process, sig, timeout)
 
     def start_component(self, command: str, *args: str) -> subprocess.Popen:
         """``sampan COMMAND --kubeconfig K ARGS`` against this server, logging to
@@ -67,7 +67,7 @@ class Server:
         return process
 
     def stop_component(self, process: subprocess.Popen, sig: int = signal.SIGTERM) -> int:
-        code = _stop(process, sig, 15)
+        code = stop_process(process, sig, 15)
         if process in self.components:
             self.components.remove(process)
         return code
@@ -88,7 +88,8 @@ class Server:
         return self.log_path.read_text(errors="replace")
 
 
-def _stop(process: subprocess.Popen, sig: int, timeout: float) -> int:
+def stop_process(process: subprocess.Popen, sig: int, timeout: float) -> int:
+    """Signal a process this test started (by its PID), wait, then SIGKILL."""
     if process.poll() is None:
         process.send_signal(sig)
         try:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster import SAMPAN, free_port
+from tests.cluster import SAMPAN, free_port, stop_process
 from tests.e2e.nodecluster import NodeCluster, start_node_cluster, wait_for
 
 
@@ -38,12 +38,7 @@ def setup(tmp_path_factory):
         cluster.add_node("node-a", "--insecure-registry", address)
         yield cluster, address, work
     finally:
-        registry.send_signal(signal.SIGTERM)
-        try:
-            registry.wait(10)
-        except subprocess.TimeoutExpired:
-            registry.kill()
-            registry.wait(5)
+        stop_process(registry, signal.SIGTERM, 10)
         cluster.stop()
 
 

@@ -11,7 +11,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.cluster import KUBECTL, SAMPAN, free_port
+from tests.cluster import KUBECTL, SAMPAN, free_port, stop_process
 from tests.e2e.nodecluster import BUSYBOX, wait_for
 
 
@@ -62,12 +62,7 @@ def test_up_runs_pods_on_the_machine_and_stops_clean(tmp_path: Path) -> None:
         assert pod["spec"]["nodeName"] == node
         assert pod["status"]["podIP"].startswith("10.42.")
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        stop_process(proc, signal.SIGINT, 60)
         log.close()
     assert proc.returncode == 0, (tmp_path / "up.log").read_text(errors="replace")[-3000:]
     deadline = time.monotonic() + 10
