@@ -7,6 +7,8 @@ import os
 import signal
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -30,10 +32,14 @@ def setup(tmp_path_factory):
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            r = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
-                                f"http://{address}/v2/"], capture_output=True, text=True)
-            if r.stdout in ("200", "401"):
+            try:
+                urllib.request.urlopen(f"http://{address}/v2/", timeout=2)
                 break
+            except urllib.error.HTTPError as e:
+                if e.code == 401:  # up, asking for a token
+                    break
+            except OSError:
+                pass
             time.sleep(0.2)
         cluster.add_node("node-a", "--insecure-registry", address)
         yield cluster, address, work
