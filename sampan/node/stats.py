@@ -4,7 +4,8 @@ Numbers come from where cadvisor reads them: cgroups (v1: ``cpuacct.usage``,
 ``memory.usage_in_bytes``, ``memory.stat``; v2: ``cpu.stat``, ``memory.current``,
 ``memory.stat``) at the container (the runtime's cgroup path), pod
 (``<cgroup-root>/kubepods[/<qos>]/pod<uid>``) and pods level; ``/proc/stat`` and
-``/proc/meminfo`` for the node; ``/proc/<pause-pid>/net/dev`` for a pod's network;
+``/proc/meminfo`` for the node; ``/proc/<pid>/net/dev`` of the pod's pause or of one of its
+running containers for a pod's network;
 ``statvfs`` and directory walks (cached, as they are the expensive part) for filesystems.
 
 The working set is usage minus inactive file pages, as the kubelet's eviction manager and
@@ -479,8 +480,12 @@ class StatsProvider:
         if last is not None:
             stats["cpu"] = self._cpu(prev, last)
             stats["memory"] = self._memory(last)
-        if sandbox.pid:
-            interfaces = self.proc.net_dev(sandbox.pid)
+        # the pod's network namespace, seen through its pause process or (pods without one)
+        # any of its running containers
+        pid = sandbox.pid or next((c.pid for c in containers
+                                   if c.pid and c.state is cri.State.RUNNING), None)
+        if pid:
+            interfaces = self.proc.net_dev(pid)
             if interfaces:
                 stats["network"] = _network(now, interfaces)
         if with_fs:

@@ -158,7 +158,8 @@ async def test_pod_containers_share_network_and_log(rt, env):
     sb = await _pod(rt, "web", dns=cri.DNSConfig(servers=["10.43.0.10"],
                                                   searches=["default.svc.cluster.local"],
                                                   options=["ndots:5"]))
-    assert sb.state is cri.State.RUNNING and sb.ips == ["10.99.77.2"] and sb.pid
+    # no pause process: the containers join the pod's pinned IPC and UTS namespaces
+    assert sb.state is cri.State.RUNNING and sb.ips == ["10.99.77.2"] and sb.pid is None
     server = await _run(rt, sb, env.container(
         "server", ["sh", "-c", "echo started; echo oops >&2; httpd -f -p 8080 -h /etc"]))
     client = await _run(rt, sb, env.container("client", ["sleep", "1000"]))
@@ -175,6 +176,9 @@ async def test_pod_containers_share_network_and_log(rt, env):
     text = out.decode()
     assert "nameserver 10.43.0.10" in text and "search default.svc.cluster.local" in text
     assert "\nweb\nweb b\n" in text and "shm" in text
+    ipc = [(await rt.exec_sync(c, ["readlink", "/proc/self/ns/ipc"], 10))[1]
+           for c in (server, client)]
+    assert ipc[0] == ipc[1] and ipc[0] != os.readlink("/proc/self/ns/ipc").encode() + b"\n"
     # both containers see each other's POSIX shared memory (the pod's /dev/shm)
     await rt.exec_sync(server, ["sh", "-c", "echo x > /dev/shm/mark"], 10)
     assert (await rt.exec_sync(client, ["cat", "/dev/shm/mark"], 10)) == (0, b"x\n")
@@ -187,6 +191,7 @@ async def test_pod_containers_share_network_and_log(rt, env):
     await rt.stop_sandbox(sb.id)
     assert (await rt.container_status(server)).state is cri.State.EXITED
     assert [s.state for s in await rt.list_sandboxes()] == [cri.State.EXITED]
+    assert _mounts_under(env.run / "sandboxes") == []
     await rt.stop_sandbox(sb.id)          # idempotent
     await rt.remove_sandbox(sb.id)
     assert await rt.list_containers() == [] and await rt.list_sandboxes() == []
@@ -385,7 +390,7 @@ async def test_start_discards_half_made_state(env):
 
 
 async def test_reboot_reports_exited_and_cleans_up(env, tmp_path):
-    """After a reboot RUN is empty, processes and mounts are gone."""
+    """After a reboot RUN is empty, processes and mounts (the namespace pins) are gone."""
     rt = env.runtime()
     await rt.start()
     sb = await _pod(rt, "rebooted")
@@ -393,10 +398,12 @@ async def test_reboot_reports_exited_and_cleans_up(env, tmp_path):
     # simulate the reboot: kill everything, unmount, empty RUN's runc state
     status = await rt.container_status(cid)
     subprocess.run([rt.runc.binary, "--root", str(rt.runc.root), "kill", cid, "KILL"])
-    subprocess.run([rt.runc.binary, "--root", str(rt.runc.root), "kill", sb.id, "KILL"])
     await _wait_exited(rt, cid)
-    for name in (cid, sb.id):
-        subprocess.run([rt.runc.binary, "--root", str(rt.runc.root), "delete", "-f", name])
+    subprocess.run([rt.runc.binary, "--root", str(rt.runc.root), "delete", "-f", cid])
+    pins = env.run / "sandboxes" / sb.id
+    for pin in pins.iterdir():
+        subprocess.run(["umount", str(pin)], check=True)
+    shutil.rmtree(pins)
     assert status.pid
     after = env.runtime()
     await after.start()
@@ -418,11 +425,34 @@ async def test_host_network_and_shared_pid_namespace(rt, env):
     b = await _run(rt, shared, env.container("b", ["sleep", "1001"]))
     code, out = await rt.exec_sync(b, ["ps", "-o", "args"], 10)
     assert b"/pause -P" in out and b"sleep 1000" in out and b"sleep 1001" in out
+    assert [s.pid for s in await rt.list_sandboxes() if s.id == shared.id][0]
+    assert (await rt.exec_sync(b, ["hostname"], 10)) == (0, b"shared\n")
     await rt.stop_container(a, 5)
     assert (await rt.container_status(a)).exit_code == 143
     # conmon runs in the runtime's own cgroup, not in the caller's
     conmon_pid = int((env.base / "containers" / b / "conmon.pid").read_text())
     assert f"{env.cgroup_root}/conmon" in Path(f"/proc/{conmon_pid}/cgroup").read_text()
+
+
+async def test_pod_sysctls_apply_to_its_namespaces(rt, env):
+    host = [Path(p).read_text() for p in ("/proc/sys/kernel/shm_rmid_forced",
+                                          "/proc/sys/net/ipv4/ip_unprivileged_port_start")]
+    sb = await _pod(rt, "tuned", sysctls={"net.ipv4.ip_unprivileged_port_start": "80",
+                                          "kernel.shm_rmid_forced": "1"})
+    cid = await _run(rt, sb, env.container("c", ["sleep", "1000"]))
+    code, out = await rt.exec_sync(cid, ["cat", "/proc/sys/net/ipv4/ip_unprivileged_port_start",
+                                         "/proc/sys/kernel/shm_rmid_forced"], 10)
+    assert (code, out) == (0, b"80\n1\n")
+    # the host's own values are untouched
+    assert [Path(p).read_text() for p in ("/proc/sys/kernel/shm_rmid_forced",
+                                          "/proc/sys/net/ipv4/ip_unprivileged_port_start")] == host
+    await rt.remove_sandbox(sb.id)
+    for bad in ({"net.ipv4.ip_unprivileged_port_start": "80"}, {"vm.swappiness": "1"}):
+        with pytest.raises(cri.CRIError) as err:
+            await _pod(rt, "hostnet", host_network=True, sysctls=bad)
+        assert err.value.reason == "CreatePodSandboxError"
+    assert host[1] == Path("/proc/sys/net/ipv4/ip_unprivileged_port_start").read_text()
+    assert await rt.list_sandboxes() == []
 
 
 async def test_reopen_log_after_rotation(rt, env):

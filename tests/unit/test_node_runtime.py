@@ -114,20 +114,23 @@ def test_host_network_binds_sys_and_privileged_unmasks(tmp_path):
     assert [n["type"] for n in oci["linux"]["namespaces"]] == ["mount"]
 
 
-def test_pause_spec(tmp_path):
+def test_pause_spec_joins_the_pinned_namespaces(tmp_path):
     config = cri.SandboxConfig(uid="u", name="web", namespace="n", hostname="web-0",
+                               share_process_namespace=True,
                                sysctls={"net.ipv4.ip_unprivileged_port_start": "0"})
-    oci = spec.pause_spec(config, tmp_path, "/pod/sb", Path("/run/netns/sb"), ["/pause", "-P"])
-    assert oci["hostname"] == "web-0" and oci["root"]["readonly"] is True
+    ns = spec.Namespaces(network="/run/netns/sb", ipc="/run/sandboxes/sb/ipc",
+                         uts="/run/sandboxes/sb/uts", pid=None)
+    oci = spec.pause_spec(config, tmp_path, "/pod/sb", ns, ["/pause", "-P"])
+    # hostname and sysctls belong to the pinned namespaces, set when they were made
+    assert "hostname" not in oci and "sysctl" not in oci["linux"]
+    assert oci["root"]["readonly"] is True
     kinds = {n["type"]: n.get("path") for n in oci["linux"]["namespaces"]}
-    assert kinds == {"mount": None, "network": "/run/netns/sb", "ipc": None, "uts": None,
-                     "pid": None}
-    assert oci["linux"]["sysctl"] == {"net.ipv4.ip_unprivileged_port_start": "0"}
-    host = spec.pause_spec(cri.SandboxConfig(uid="u", name="w", namespace="n",
-                                             host_network=True, host_pid=True),
-                           tmp_path, "/p", None, ["/pause"])
-    assert "hostname" not in host
-    assert [n["type"] for n in host["linux"]["namespaces"]] == ["mount", "ipc"]
+    assert kinds == {"mount": None, "network": "/run/netns/sb", "ipc": "/run/sandboxes/sb/ipc",
+                     "uts": "/run/sandboxes/sb/uts", "pid": None}
+    own = spec.pause_spec(config, tmp_path, "/p", spec.Namespaces(
+        network=None, ipc="", uts="", pid=None), ["/pause"])
+    assert own["hostname"] == "web-0"
+    assert [n["type"] for n in own["linux"]["namespaces"]] == ["mount", "ipc", "uts", "pid"]
 
 
 def test_resolv_and_hosts_text():

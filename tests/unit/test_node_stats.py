@@ -72,11 +72,12 @@ def fake_proc(root: Path) -> ProcFS:
 class FakeRuntime:
     def __init__(self, data_dir: Path):
         config = cri.SandboxConfig(uid=UID, name="web", namespace="default")
+        # no pause process: the pod's network is read through its running container
         self.sandbox = cri.Sandbox("sb1", config, cri.State.RUNNING, 1700000100.0,
-                                   ips=["10.42.0.5"], pid=4242)
+                                   ips=["10.42.0.5"], pid=None)
         self.container = cri.ContainerStatus(
             "c1", "sb1", "app", 0, cri.State.RUNNING, "busybox", "sha256:x", 1700000100.0,
-            started_at=1700000101.0,
+            started_at=1700000101.0, pid=4242,
             log_path=data_dir / "logs" / f"default_web_{UID}" / "app" / "0.log")
 
     async def list_sandboxes(self):

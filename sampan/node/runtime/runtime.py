@@ -5,6 +5,12 @@ State lives on disk so that it survives the agent: ``DIR/sandboxes/<id>/meta.jso
 conmon's persist dir) and runc's state under ``RUN/runc``. Status polls never call runc: a
 container is running while its pid (checked against its start time) lives, and exited once
 conmon wrote its exit file.
+
+Like CRI-O without an infra container (pinns, drop_infra_ctr), a pod's IPC and UTS namespaces
+are pinned (nsfs bind mounts in ``RUN/sandboxes/<id>/``, next to the network's pinned netns)
+and containers join the pins: no pause process, except as the holder of the shared PID
+namespace of a pod with shareProcessNamespace. A sandbox runs while its pins (and its pause,
+when it has one) exist; after a reboot RUN is empty and the sandbox has exited.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from typing import Any
 
 import orjson
 
-from sampan.node import cri
+from sampan.node import cri, nspin
 from sampan.node.cri import (
     ContainerConfig,
     ContainerStatus,
@@ -145,11 +151,17 @@ class _Sandbox:
     config: SandboxConfig
     paths: tuple[str | None, Path | None, Path] | None = None    # cached for _sandbox_view
 
+    lost: bool = False      # its namespaces (RUN) did not survive: the machine rebooted
+
     @property
     def pid(self) -> int | None:
         return self.meta.get("pid")
 
     def alive(self) -> bool:
+        if self.lost or self.meta.get("stopped"):
+            return False
+        if not self.meta.get("pause"):
+            return True
         return _alive(self.meta.get("pid"), self.meta.get("pid_start"))
 
     def save(self) -> None:
@@ -194,6 +206,7 @@ class RuncRuntime:
         self.exits_dir = self.run_dir / "exits"
         self.sockets_dir = self.run_dir / "conmon"
         self.exec_dir = self.run_dir / "exec"
+        self.pins_dir = self.run_dir / "sandboxes"
         self.limits = spec.HostLimits.current()
         self._sandboxes: dict[str, _Sandbox] = {}
         self._containers: dict[str, _Container] = {}
@@ -210,7 +223,8 @@ class RuncRuntime:
                 await self._discard_sandbox(d, meta)
                 continue
             sb = _Sandbox(d.name, d, meta, _sandbox_config_from_dict(meta["config"]))
-            if not self.runc.state_exists(sb.id):        # rebooted: nothing runs any more
+            if not meta.get("stopped") and not await asyncio.to_thread(self._survived, sb):
+                sb.lost = True                          # rebooted: nothing runs any more
                 meta["pid"] = None
             self._sandboxes[sb.id] = sb
         for d in self._scan(self.containers_dir):
@@ -226,9 +240,21 @@ class RuncRuntime:
     async def close(self) -> None:
         """Containers and their conmons keep running; nothing to stop."""
 
+    def _survived(self, sb: _Sandbox) -> bool:
+        """Whether the sandbox's namespace pins (and pause container) still exist."""
+        if not (self.pins_dir / sb.id).is_dir():
+            return False
+        if not all(nspin.is_pinned(Path(p)) for p in self._pins(sb.meta).values()):
+            return False
+        return not sb.meta.get("pause") or self.runc.state_exists(sb.id)
+
+    @staticmethod
+    def _pins(meta: dict[str, Any]) -> dict[str, str]:
+        return {kind: meta[kind] for kind in ("ipc", "uts") if meta.get(kind)}
+
     def _prepare_dirs(self) -> None:
         for d in (self.sandboxes_dir, self.containers_dir, self.exits_dir, self.sockets_dir,
-                  self.exec_dir, self.runc.root):
+                  self.exec_dir, self.runc.root, self.pins_dir):
             d.mkdir(parents=True, exist_ok=True)
         target = self.pause_rootfs / "pause"
         if not target.exists():
@@ -253,6 +279,8 @@ class RuncRuntime:
         meta: dict[str, Any] = {
             "id": sid, "config": _sandbox_config_to_dict(config), "created_at": time.time(),
             "cgroup_parent": parent, "netns": None, "ips": [], "pid": None, "complete": False,
+            "pause": config.share_process_namespace and not config.host_pid,
+            "ipc": None, "uts": None,
         }
         d.mkdir(parents=True)
         sb = _Sandbox(sid, d, meta, config)
@@ -289,14 +317,24 @@ class RuncRuntime:
             pid = await self.runc.run_detached(sb.id, bundle)
             meta["pid"], meta["pid_start"] = pid, _pid_start(pid)
 
-        async def namespaces_and_processes() -> None:
+        async def make_netns() -> None:
             nonlocal netns
             if not config.host_network:
                 netns = await self.network.create_netns(sb.id)
                 meta["netns"] = str(netns)
-                sb.save()
+
+        async def namespaces_and_processes() -> None:
+            await _all(make_netns(), asyncio.to_thread(self._pin_namespaces, sb))
+            sb.save()
+            if config.sysctls:
+                await asyncio.to_thread(self._write_sysctls, sb)
+            if not meta["pause"]:
+                await network()
+                return
+            ns = spec.Namespaces(network=str(netns) if netns else None, ipc=meta["ipc"],
+                                 uts=meta["uts"], pid=None, private_pid=True)
             pause_spec = spec.pause_spec(config, self.pause_rootfs,
-                                         f"{meta['cgroup_parent']}/{sb.id}", netns,
+                                         f"{meta['cgroup_parent']}/{sb.id}", ns,
                                          ["/pause", "-P"], self.limits)
             await asyncio.to_thread(self._write_bundle, bundle, pause_spec)
             await _all(network(), pause())
@@ -309,6 +347,48 @@ class RuncRuntime:
             if config.hosts_file is None:
                 await asyncio.to_thread(
                     hosts.write_text, spec.hosts_text(self._hostname(config), meta["ips"]))
+
+    def _pin_namespaces(self, sb: _Sandbox) -> None:
+        """The pod's own IPC and UTS namespaces (the latter named after the pod), pinned in
+        RUN/sandboxes/<id>/ by a throw-away thread (blocking)."""
+        config, meta = sb.config, sb.meta
+        d = self.pins_dir / sb.id
+        d.mkdir()
+        pins: dict[str, Path] = {}
+        if not config.host_ipc:
+            pins["ipc"] = d / "ipc"
+        if not config.host_network:
+            pins["uts"] = d / "uts"
+        if pins:
+            nspin.create_pins(pins, hostname=self._hostname(config))
+        for kind, path in pins.items():
+            meta[kind] = str(path)
+
+    def _write_sysctls(self, sb: _Sandbox) -> None:
+        """The pod's sysctls, set inside its namespaces (what runc does for the pause
+        container's spec) (blocking)."""
+        pins = {kind: Path(p) for kind, p in self._pins(sb.meta).items()}
+        if sb.meta.get("netns"):
+            pins["net"] = Path(sb.meta["netns"])
+        sysctls = sb.config.sysctls
+        for key in sysctls:
+            kind = _sysctl_namespace(key)     # never change the host's: runc refuses too
+            if kind is None:
+                raise CRIError("CreatePodSandboxError",
+                               f"sysctl {key!r} is not in a separate kernel namespace")
+            if kind not in pins:
+                raise CRIError("CreatePodSandboxError",
+                               f"sysctl {key!r} not allowed in host {kind} namespace")
+        nspin.run_in_namespaces(pins, lambda: nspin.write_sysctls(sysctls))
+
+    def _remove_pins(self, sid: str) -> None:
+        d = self.pins_dir / sid
+        for kind in ("ipc", "uts"):
+            nspin.remove_pinned(d / kind)
+        try:
+            d.rmdir()
+        except FileNotFoundError:
+            pass
 
     @staticmethod
     def _hostname(config: SandboxConfig) -> str:
@@ -354,7 +434,7 @@ class RuncRuntime:
                                                         if sb.config.host_ipc else None))
 
     def _sandbox_view(self, sb: _Sandbox) -> Sandbox:
-        running = not sb.meta.get("stopped") and sb.alive()
+        running = sb.alive()
         if sb.paths is None or sb.paths[0] != sb.meta.get("netns"):
             netns = sb.meta.get("netns")
             sb.paths = (netns, Path(netns) if netns else None, sb.dir / "resolv.conf")
@@ -370,7 +450,7 @@ class RuncRuntime:
             return
         members = [c for c in self._containers.values() if c.meta["sandbox_id"] == sandbox_id]
         await asyncio.gather(*(self._kill_and_wait(c) for c in members))
-        if sb.alive():
+        if _alive(sb.meta.get("pid"), sb.meta.get("pid_start")):
             try:
                 os.kill(sb.meta["pid"], signals.SIGKILL)
             except ProcessLookupError:
@@ -380,9 +460,13 @@ class RuncRuntime:
         if not sb.config.host_network and not sb.meta.get("network_down"):
             await self.network.teardown_pod(sb.id, Path(netns) if netns else None)
             sb.meta["network_down"] = True
-        await asyncio.to_thread(self._unmount_shm, sb.meta)
+        await asyncio.to_thread(self._release_pod_mounts, sb.id, sb.meta)
         sb.meta["stopped"] = True
         sb.save()
+
+    def _release_pod_mounts(self, sid: str, meta: dict[str, Any]) -> None:
+        self._unmount_shm(meta)
+        self._remove_pins(sid)
 
     @staticmethod
     def _unmount_shm(meta: dict[str, Any]) -> None:
@@ -423,6 +507,7 @@ class RuncRuntime:
         _forget_pid(meta.get("pid"), meta.get("pid_start"))
 
         def cleanup() -> None:
+            self._remove_pins(sid)
             self._unmount_shm(meta)
             while overlay.umount(d / "shm", detach=True):   # mounted, not yet in meta.json
                 pass
@@ -449,7 +534,7 @@ class RuncRuntime:
     # -- containers -----------------------------------------------------------------------
     async def create_container(self, sandbox: Sandbox, config: ContainerConfig) -> str:
         sb = self._sandboxes.get(sandbox.id)
-        if sb is None or sb.meta.get("stopped") or not sb.alive():
+        if sb is None or not sb.alive():
             raise CRIError("CreateContainerError", f"pod sandbox {sandbox.id} is not running")
         cid = secrets.token_hex(32)
         d = self.containers_dir / cid
@@ -521,13 +606,9 @@ class RuncRuntime:
             user = spec.resolve_user(str(sec.run_as_user), rootfs)
         if sec.run_as_group is not None:
             user.gid = sec.run_as_group
-        pause_pid = sb.meta["pid"]
-        netns = sb.meta.get("netns")
         ns = spec.Namespaces(
-            network=netns,
-            ipc=None if sb.config.host_ipc else f"/proc/{pause_pid}/ns/ipc",
-            uts=None if sb.config.host_network else f"/proc/{pause_pid}/ns/uts",
-            pid=f"/proc/{pause_pid}/ns/pid" if c.meta["shared_pid"] else None,
+            network=sb.meta.get("netns"), ipc=sb.meta.get("ipc"), uts=sb.meta.get("uts"),
+            pid=f"/proc/{sb.meta['pid']}/ns/pid" if c.meta["shared_pid"] else None,
             private_pid=not sb.config.host_pid)
         oci = spec.container_spec(config, sb.config, rootfs, c.meta["cgroup"], ns,
                                   self._pod_files(sb), user, self.limits)
@@ -779,6 +860,20 @@ class RuncRuntime:
         if self._state(c) is State.EXITED:
             return
         await asyncio.to_thread(streams.write_ctl, c.dir / "ctl", "2 0 0\n")
+
+
+def _sysctl_namespace(key: str) -> str | None:
+    """The namespace a sysctl belongs to (runc's list of namespaced sysctls)."""
+    name = key.replace("/", ".")
+    if name.startswith("net."):
+        return "net"
+    if name in ("kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem",
+                "kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced") \
+            or name.startswith("fs.mqueue."):
+        return "ipc"
+    if name in ("kernel.hostname", "kernel.domainname"):
+        return "uts"
+    return None
 
 
 def _remove_if_empty(path: Path) -> None:

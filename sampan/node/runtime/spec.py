@@ -150,13 +150,10 @@ def _namespaces(ns: Namespaces, *, mount: bool = True) -> list[dict[str, str]]:
     return out
 
 
-def pause_spec(config: SandboxConfig, rootfs: Path, cgroups_path: str, netns: Path | None,
+def pause_spec(config: SandboxConfig, rootfs: Path, cgroups_path: str, ns: Namespaces,
                pause_args: list[str], limits: HostLimits = UNLIMITED) -> dict[str, Any]:
-    ns = Namespaces(
-        network=str(netns) if netns else None,
-        ipc=None if config.host_ipc else "",
-        uts=None if config.host_network else "",
-        pid=None, private_pid=not config.host_pid)
+    """The pause container: the holder of a pod's shared PID namespace. It joins the pod's
+    pinned namespaces, whose hostname and sysctls are set already."""
     spec: dict[str, Any] = {
         "ociVersion": OCI_VERSION,
         "process": {
@@ -167,7 +164,7 @@ def pause_spec(config: SandboxConfig, rootfs: Path, cgroups_path: str, netns: Pa
             "noNewPrivileges": True, "oomScoreAdj": limits.oom_score_adj(-998),
         },
         "root": {"path": str(rootfs), "readonly": True},
-        "mounts": base_mounts(private_netns=netns is not None)[:2],
+        "mounts": base_mounts(private_netns=ns.network is not None)[:2],
         "linux": {
             "namespaces": _namespaces(ns),
             "cgroupsPath": cgroups_path,
@@ -175,10 +172,9 @@ def pause_spec(config: SandboxConfig, rootfs: Path, cgroups_path: str, netns: Pa
                           "cpu": {"shares": 2}},
             "maskedPaths": list(DEFAULT_MASKED_PATHS),
             "readonlyPaths": list(DEFAULT_READONLY_PATHS),
-            "sysctl": dict(config.sysctls),
         },
     }
-    if not config.host_network:
+    if ns.uts == "":
         spec["hostname"] = config.hostname or config.name
     return spec
 
