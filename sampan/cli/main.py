@@ -73,9 +73,11 @@ def parser() -> argparse.ArgumentParser:
     _agent_args(agent)
     agent.add_argument("--log-level", default=os.environ.get("SAMPAN_LOG_LEVEL", "info"))
     from sampan.cli import image, registry
+    from sampan.dns import __main__ as dns
 
     image.register(sub)
     registry.register(sub)
+    dns.register(sub)
     return p
 
 
@@ -131,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     if args.command == "image":
         sys.exit(args.image_run(args))
-    if args.command == "registry":
+    if args.command in ("registry", "dns"):
         sys.exit(args.func(args))
     logs.setup(args.log_level)
     if args.command != "agent":
