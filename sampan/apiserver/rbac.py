@@ -207,6 +207,7 @@ DEFAULT_CLUSTER_ROLES: dict[str, list[dict[str, Any]]] = {
         {"apiGroups": ["storage.k8s.io"], "resources": ["csidrivers", "storageclasses",
                                                         "volumeattachments"], "verbs": READ},
         {"apiGroups": ["node.k8s.io"], "resources": ["runtimeclasses"], "verbs": READ},
+        {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": READ},
         {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"],
          "verbs": ["create"]},
         {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"],

@@ -74,10 +74,12 @@ def parser() -> argparse.ArgumentParser:
     agent.add_argument("--log-level", default=os.environ.get("SAMPAN_LOG_LEVEL", "info"))
     from sampan.cli import image, registry
     from sampan.dns import __main__ as dns
+    from sampan.proxy import __main__ as proxy
 
     image.register(sub)
     registry.register(sub)
     dns.register(sub)
+    proxy.register(sub)
     return p
 
 
@@ -133,7 +135,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     if args.command == "image":
         sys.exit(args.image_run(args))
-    if args.command in ("registry", "dns"):
+    if args.command in ("registry", "dns", "proxy"):
         sys.exit(args.func(args))
     logs.setup(args.log_level)
     if args.command != "agent":

@@ -1,0 +1,74 @@
+"""``python -m sampan.proxy --kubeconfig K --node N --node-ip IP``: the service proxy alone."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import socket
+
+from sampan.proxy.run import run_proxy
+
+
+def register(subparsers) -> argparse.ArgumentParser:
+    """``sampan proxy``: the same options as ``python -m sampan.proxy``."""
+    parser = subparsers.add_parser("proxy", help="run the service proxy (nftables)")
+    add_arguments(parser)
+    parser.set_defaults(func=run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m sampan.proxy", description=__doc__)
+    add_arguments(parser)
+    run(parser.parse_args(argv))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--kubeconfig", required=True)
+    parser.add_argument("--node", default=socket.gethostname(), help="this node's name")
+    parser.add_argument("--node-ip", action="append", default=[], dest="node_ips",
+                        help="an address that accepts NodePort traffic (repeatable)")
+    parser.add_argument("--cluster-cidr", action="append", dest="cluster_cidrs")
+    parser.add_argument("--service-cidr", action="append", dest="service_cidrs")
+    parser.add_argument("--table", help="nftables table (default sampan-proxy-<node>)")
+    parser.add_argument("--min-sync-interval", type=float, default=0.05)
+    parser.add_argument("--metrics-address", default="",
+                        help="host:port to serve /metrics on (empty: none)")
+    parser.add_argument("-v", "--verbose", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    options = {"min_sync_interval": args.min_sync_interval}
+    if args.cluster_cidrs:
+        options["cluster_cidrs"] = args.cluster_cidrs
+    if args.service_cidrs:
+        options["service_cidrs"] = args.service_cidrs
+    if args.table:
+        options["table"] = args.table
+    asyncio.run(_main(args, options))
+    return 0
+
+
+async def _main(args: argparse.Namespace, options: dict) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    runner = None
+    if args.metrics_address:
+        from sampan.cli.metrics import serve_metrics
+
+        runner = await serve_metrics(args.metrics_address)
+    try:
+        await run_proxy(args.kubeconfig, stop, args.node, args.node_ips, **options)
+    finally:
+        if runner is not None:
+            await runner.cleanup()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,181 @@
+"""The service proxy of one node: Services and EndpointSlices from informers, turned into one
+nftables table and kept in sync (kube-proxy's nftables Proxier).
+
+Every sync generates the whole ruleset from the caches (level-triggered: an event only says
+"something changed"). The first sync, and any sync after a failure, replaces the table whole;
+the others apply the difference to the last ruleset applied, rewriting only chains that
+changed, so a sync stays cheap with many services and ClientIP affinity entries survive it.
+Syncs are rate-limited to one per ``min_sync_interval``: a burst of changes syncs once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from sampan.client import Client, SharedInformer, strip_managed_fields
+from sampan.controllers.util import parse_time
+from sampan.proxy import metrics
+from sampan.proxy.kernel import apply_script, clear_udp_flows, delete_table, stale_udp_flows
+from sampan.proxy.model import Categorized, ServicePort, build_service_ports, categorize
+from sampan.proxy.rules import NodeInfo, Ruleset, build_ruleset, render_full, render_update
+
+log = logging.getLogger(__name__)
+
+TRIGGER_TIME_ANNOTATION = "endpoints.kubernetes.io/last-change-trigger-time"
+RETRY_INTERVAL = 1.0
+MAX_RETRY_INTERVAL = 30.0
+
+
+def default_table(node_name: str) -> str:
+    from sampan.node.network.names import nft_table_name
+
+    return nft_table_name("sampan-proxy", node_name)
+
+
+class ServiceProxy:
+    def __init__(self, client: Client, node_name: str, *, node_ips: Sequence[str] = (),
+                 cluster_cidrs: Sequence[str] = ("10.42.0.0/16",),
+                 service_cidrs: Sequence[str] = ("10.43.0.0/16",), table: str | None = None,
+                 min_sync_interval: float = 0.05, full_sync_period: float = 3600.0,
+                 nft: Sequence[str] = ("nft",), conntrack: Sequence[str] = ("conntrack",)):
+        self.client = client
+        self.node = NodeInfo(node_name, tuple(node_ips), tuple(cluster_cidrs),
+                             tuple(service_cidrs))
+        self.table = table or default_table(node_name)
+        self.min_sync_interval = min_sync_interval
+        self.full_sync_period = full_sync_period
+        self.nft, self.conntrack = tuple(nft), tuple(conntrack)
+        self.services = SharedInformer(client, "v1", "services", transform=strip_managed_fields)
+        self.slices = SharedInformer(client, "discovery.k8s.io/v1", "endpointslices",
+                                     transform=strip_managed_fields)
+        for informer in (self.services, self.slices):
+            informer.add_event_handler(on_add=self._on_change,
+                                       on_update=lambda old, new: self._on_change(new),
+                                       on_delete=self._on_change)
+        self.applied: Ruleset | None = None  # what the table holds, when we know it
+        self.syncs = 0
+        self._ports: dict[str, tuple[ServicePort, Categorized]] = {}
+        self._trigger_times: list[float] = []
+        self._dirty = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._last_full = 0.0
+
+    # -- events ------------------------------------------------------------------------------
+    def _on_change(self, obj: dict[str, Any]) -> None:
+        annotations = (obj.get("metadata") or {}).get("annotations") or {}
+        trigger = parse_time(annotations.get(TRIGGER_TIME_ANNOTATION))
+        if trigger is not None and self.services.has_synced():
+            self._trigger_times.append(trigger)
+        self._dirty.set()
+
+    # -- sync ----------------------------------------------------------------------------------
+    def desired(self) -> tuple[Ruleset, dict[str, tuple[ServicePort, Categorized]]]:
+        """The ruleset the caches call for (pure with respect to the caches)."""
+        ports = build_service_ports(self.services.indexer.list(), self.slices.indexer.list())
+        by_key = {f"{sp.key}/{sp.protocol}/{sp.family}": (sp, categorize(sp, self.node.name))
+                  for sp in ports}
+        return build_ruleset(ports, self.node, self.table), by_key
+
+    async def sync_once(self, *, full: bool = False) -> Ruleset:
+        """Generate the ruleset and apply it: a difference to the last one applied, or the whole
+        table (first sync, ``full``, after a failure, or every ``full_sync_period``)."""
+        async with self._lock:
+            start = time.perf_counter()
+            triggers, self._trigger_times = self._trigger_times, []
+            ruleset, ports = self.desired()
+            full = (full or self.applied is None
+                    or time.monotonic() - self._last_full > self.full_sync_period)
+            try:
+                if full:
+                    await apply_script(render_full(ruleset), self.nft)
+                else:
+                    await apply_script(render_update(self.applied, ruleset), self.nft)
+            except Exception:
+                metrics.SYNC_FAILURES.inc()
+                self.applied = None  # the table's state is unknown: replace it next time
+                self._trigger_times = triggers + self._trigger_times
+                raise
+            if full:
+                self._last_full = time.monotonic()
+            self.applied = ruleset
+            self.syncs += 1
+            elapsed = time.perf_counter() - start
+            self._record(elapsed, full, ports, triggers)
+            stale, self._ports = stale_udp_flows(self._ports, ports), ports
+            if stale:
+                await clear_udp_flows(stale, self.conntrack)
+            log.debug("synced %d service ports in %.3fs (%s)", len(ports), elapsed,
+                      "full" if full else "partial")
+            return ruleset
+
+    def _record(self, elapsed: float, full: bool, ports: dict[str, tuple[ServicePort, Categorized]],
+                triggers: list[float]) -> None:
+        metrics.SYNC_DURATION.observe(elapsed)
+        (metrics.FULL_SYNC_DURATION if full else metrics.PARTIAL_SYNC_DURATION).observe(elapsed)
+        metrics.LAST_SYNC.set_to_current_time()
+        now = time.time()
+        for trigger in triggers:
+            metrics.NETWORK_PROGRAMMING.observe(max(0.0, now - trigger))
+        internal = sum(1 for sp, cat in ports.values()
+                       if sp.internal_local and cat.any_usable and not cat.local)
+        external = sum(1 for sp, cat in ports.values()
+                       if sp.external_local and cat.any_usable and not cat.local)
+        metrics.NO_LOCAL_ENDPOINTS.labels("internal").set(internal)
+        metrics.NO_LOCAL_ENDPOINTS.labels("external").set(external)
+        metrics.SERVICES.set(len(ports))
+        metrics.ENDPOINTS.set(sum(len(cat.reachable) for _, cat in ports.values()))
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    async def start(self, timeout: float | None = 60.0) -> None:
+        """Start the informers and wait until both have listed."""
+        self.services.start()
+        self.slices.start()
+        for informer in (self.services, self.slices):
+            if not await informer.wait_for_sync(timeout):
+                raise TimeoutError(f"{informer!r} did not sync in {timeout}s")
+
+    async def stop(self, *, delete_rules: bool = True) -> None:
+        await self.services.stop()
+        await self.slices.stop()
+        if delete_rules:
+            async with self._lock:
+                await delete_table(self.table, self.nft)
+                self.applied = None
+
+    async def run(self, stop: asyncio.Event, *, delete_rules_on_stop: bool = True) -> None:
+        """Sync until ``stop`` is set (then remove the table unless told to keep it)."""
+        await self.start()
+        loop = asyncio.get_running_loop()
+        backoff, last_start = RETRY_INTERVAL, -1e9
+        self._dirty.set()
+        stop_task = loop.create_task(stop.wait())
+        try:
+            while not stop.is_set():
+                dirty_task = loop.create_task(self._dirty.wait())
+                await asyncio.wait({stop_task, dirty_task}, timeout=self.full_sync_period,
+                                   return_when=asyncio.FIRST_COMPLETED)
+                dirty_task.cancel()
+                if stop.is_set():
+                    break
+                delay = last_start + self.min_sync_interval - loop.time()
+                if delay > 0:
+                    await asyncio.wait({stop_task}, timeout=delay)
+                    if stop.is_set():
+                        break
+                self._dirty.clear()
+                last_start = loop.time()
+                try:
+                    await self.sync_once()
+                    backoff = RETRY_INTERVAL
+                except Exception as e:
+                    log.error("service proxy sync failed: %s; retrying in %.1fs", e, backoff)
+                    await asyncio.wait({stop_task}, timeout=backoff)
+                    backoff = min(backoff * 2, MAX_RETRY_INTERVAL)
+                    self._dirty.set()
+        finally:
+            stop_task.cancel()
+            await self.stop(delete_rules=delete_rules_on_stop)
