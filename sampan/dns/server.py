@@ -6,6 +6,7 @@ server."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import struct
 import time
@@ -36,6 +37,7 @@ MIN_UDP_PAYLOAD = 512
 TCP_IDLE_TIMEOUT = 10.0
 MAX_INFLIGHT_UDP = 1024
 MAX_CNAME_CHAIN = 8
+PORT_ATTEMPTS = 20  # port 0: tries to find a port free for both UDP and TCP
 HEADER = struct.Struct("!HHHHHH")
 
 
@@ -87,13 +89,24 @@ class ClusterDNS:
         loop = asyncio.get_running_loop()
         try:
             for host, port in self.listen:
-                transport, _ = await loop.create_datagram_endpoint(
-                    lambda: _UDPProtocol(self), local_addr=(host, port))
-                self._transports.append(transport)
-                bound_port = transport.get_extra_info("sockname")[1]
-                server = await asyncio.start_server(self._serve_tcp, host, bound_port)
-                self._tcp_servers.append(server)
-                self.addresses.append((host, bound_port))
+                # Port 0: the TCP port must be the one UDP got, and it may be some TCP
+                # connection's ephemeral port already; then take another UDP port.
+                for attempt in range(PORT_ATTEMPTS if port == 0 else 1):
+                    transport, _ = await loop.create_datagram_endpoint(
+                        lambda: _UDPProtocol(self), local_addr=(host, port))
+                    bound_port = transport.get_extra_info("sockname")[1]
+                    try:
+                        server = await asyncio.start_server(self._serve_tcp, host, bound_port)
+                    except OSError as e:
+                        transport.close()
+                        if port != 0 or e.errno != errno.EADDRINUSE or \
+                                attempt == PORT_ATTEMPTS - 1:
+                            raise
+                        continue
+                    self._transports.append(transport)
+                    self._tcp_servers.append(server)
+                    self.addresses.append((host, bound_port))
+                    break
         except BaseException:
             await self.stop()
             raise

@@ -195,8 +195,11 @@ async def test_service_changes_and_deletion(client, cluster_dns, namespace):
 
 
 async def test_pod_records_and_namespace_names(cluster_dns, namespace):
-    pod = await query(cluster_dns, f"10-42-0-7.{namespace}.pod.{ZONE}")
-    assert records(pod, T.A) == ["10.42.0.7"]
+    # The namespace was just created: the DNS knows it once its informer has seen it.
+    async def pod_record() -> bool:
+        pod = await query(cluster_dns, f"10-42-0-7.{namespace}.pod.{ZONE}")
+        return records(pod, T.A) == ["10.42.0.7"]
+    await eventually(pod_record, what="pod record in a new namespace")
     empty = await query(cluster_dns, f"{namespace}.svc.{ZONE}")
     assert empty.rcode() == dns.rcode.NOERROR and not empty.answer
     assert (await query(cluster_dns, ZONE, "SOA")).answer[0].rdtype == T.SOA

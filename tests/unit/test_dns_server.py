@@ -76,9 +76,6 @@ class FakeUpstream:
                 if reply is not None:
                     self.transport.sendto(reply, addr)
 
-        self._transport, _ = await loop.create_datagram_endpoint(UDP, local_addr=("127.0.0.1", 0))
-        self.port = self._transport.get_extra_info("sockname")[1]
-
         async def tcp(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             try:
                 length = struct.unpack("!H", await reader.readexactly(2))[0]
@@ -91,7 +88,17 @@ class FakeUpstream:
             finally:
                 writer.close()
 
-        self._tcp = await asyncio.start_server(tcp, "127.0.0.1", self.port)
+        for _ in range(20):  # a port free for UDP may be a TCP connection's ephemeral port
+            self._transport, _ = await loop.create_datagram_endpoint(
+                UDP, local_addr=("127.0.0.1", 0))
+            self.port = self._transport.get_extra_info("sockname")[1]
+            try:
+                self._tcp = await asyncio.start_server(tcp, "127.0.0.1", self.port)
+                break
+            except OSError:
+                self._transport.close()
+        else:
+            raise RuntimeError("no port free for both UDP and TCP")
 
     async def stop(self) -> None:
         if self._transport is not None:
