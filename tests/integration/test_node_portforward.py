@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import shutil
 import subprocess
 import sys
 import uuid
@@ -23,9 +22,6 @@ from aiohttp import web
 
 from sampan.node.streaming.portforward import handle_portforward
 from tests.integration.helpers import eventually
-
-pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("ip"),
-                                reason="needs root and iproute2")
 
 KUBECTL = Path(sys.prefix) / "bin" / "kubectl"
 ECHO_PORT = 8080

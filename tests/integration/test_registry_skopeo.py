@@ -25,8 +25,6 @@ from sampan.client import Client
 from sampan.registry import Registry, kubernetes_token_authenticator
 from tests.cluster import free_port
 
-pytestmark = pytest.mark.skipif(shutil.which("skopeo") is None, reason="needs skopeo")
-
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 TIMEOUT = 60
 
