@@ -38,6 +38,7 @@ from sampan.controllers.util import (
     is_pod_terminating,
     meta,
     new_controller_ref,
+    resolve_controller_ref,
     parse_time,
     pod_from_template,
     pod_phase,
@@ -603,14 +604,7 @@ class DaemonSetController(Controller):
         self.enqueue(ds)
 
     def _owner_key(self, obj: Mapping[str, Any]) -> str | None:
-        ref = controller_ref(obj)
-        if ref is None or ref.get("kind") != KIND:
-            return None
-        key = f"{meta(obj).get('namespace')}/{ref.get('name')}"
-        ds = self.sets.indexer.get(key)
-        if ds is None or meta(ds).get("uid") != ref.get("uid"):
-            return None
-        return key
+        return resolve_controller_ref(obj, KIND, self.sets.indexer)
 
     def _enqueue_matching_sets(self, pod: Mapping[str, Any]) -> None:
         labels = meta(pod).get("labels") or {}

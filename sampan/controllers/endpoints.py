@@ -173,6 +173,30 @@ def pod_endpoints_changed(old: Mapping[str, Any], new: Mapping[str, Any]) -> tup
     return pod_changed, labels_changed
 
 
+def services_of_pod(services: SharedInformer, pod: Mapping[str, Any]) -> set[str]:
+    """Keys of the Services whose endpoints a new (or deleted) pod may change."""
+    pod_meta = meta(pod)
+    return services_for_labels(services, pod_meta.get("namespace") or "", pod_meta.get("labels"))
+
+
+def services_of_pod_update(services: SharedInformer, old: Mapping[str, Any],
+                           new: Mapping[str, Any]) -> set[str]:
+    """Keys of the Services a pod update concerns: those it matches when its endpoint changed,
+    and those it joined or left when its labels changed (upstream's getPodServiceMemberships
+    with podEndpointsChanged)."""
+    if meta(old).get("resourceVersion") == meta(new).get("resourceVersion"):
+        return set()
+    pod_changed, labels_changed = pod_endpoints_changed(old, new)
+    if not pod_changed and not labels_changed:
+        return set()
+    namespace = meta(new).get("namespace") or ""
+    keys = services_for_labels(services, namespace, meta(new).get("labels"))
+    if labels_changed:
+        old_keys = services_for_labels(services, namespace, meta(old).get("labels"))
+        keys = keys | old_keys if pod_changed else keys ^ old_keys
+    return keys
+
+
 def format_trigger_time(moment: float) -> str:
     """RFC 3339 with nanoseconds, trailing zeros dropped (Go's ``time.RFC3339Nano``)."""
     when = datetime.datetime.fromtimestamp(moment, datetime.UTC)
@@ -448,23 +472,11 @@ class EndpointsController(Controller):
 
     # -- handlers ----------------------------------------------------------------------------
     def _pod_added(self, pod: Object) -> None:
-        pod_meta = meta(pod)
-        for key in services_for_labels(self.services, pod_meta.get("namespace") or "",
-                                       pod_meta.get("labels")):
+        for key in services_of_pod(self.services, pod):
             self.queue.add(key)
 
     def _pod_updated(self, old: Object, new: Object) -> None:
-        if meta(old).get("resourceVersion") == meta(new).get("resourceVersion"):
-            return
-        pod_changed, labels_changed = pod_endpoints_changed(old, new)
-        if not pod_changed and not labels_changed:
-            return
-        namespace = meta(new).get("namespace") or ""
-        keys = services_for_labels(self.services, namespace, meta(new).get("labels"))
-        if labels_changed:
-            old_keys = services_for_labels(self.services, namespace, meta(old).get("labels"))
-            keys = keys | old_keys if pod_changed else keys ^ old_keys
-        for key in keys:
+        for key in services_of_pod_update(self.services, old, new):
             self.queue.add(key)
 
     # -- reconcile ---------------------------------------------------------------------------

@@ -27,19 +27,19 @@ from sampan.controllers.endpoints import (
     HEADLESS_LABEL,
     LAST_CHANGE_TRIGGER_TIME_ANNOTATION,
     POD_LABEL_INDEX,
-    TriggerTimeTracker,
     find_port,
     format_trigger_time,
     index_pod_by_label,
     is_ipv6,
     is_service_ip_set,
-    pod_endpoints_changed,
     pod_ips,
     pods_for_service,
     serves_endpoints,
-    services_for_labels,
+    services_of_pod,
+    services_of_pod_update,
     should_pod_be_in_endpoints,
     should_set_hostname,
+    TriggerTimeTracker,
 )
 from sampan.controllers.util import is_pod_ready, meta
 
@@ -489,23 +489,11 @@ class EndpointSliceController(Controller):
 
     # -- handlers ----------------------------------------------------------------------------
     def _pod_added(self, pod: Object) -> None:
-        pod_meta = meta(pod)
-        for key in services_for_labels(self.services, pod_meta.get("namespace") or "",
-                                       pod_meta.get("labels")):
+        for key in services_of_pod(self.services, pod):
             self.queue.add(key)
 
     def _pod_updated(self, old: Object, new: Object) -> None:
-        if meta(old).get("resourceVersion") == meta(new).get("resourceVersion"):
-            return
-        pod_changed, labels_changed = pod_endpoints_changed(old, new)
-        if not pod_changed and not labels_changed:
-            return
-        namespace = meta(new).get("namespace") or ""
-        keys = services_for_labels(self.services, namespace, meta(new).get("labels"))
-        if labels_changed:
-            old_keys = services_for_labels(self.services, namespace, meta(old).get("labels"))
-            keys = keys | old_keys if pod_changed else keys ^ old_keys
-        for key in keys:
+        for key in services_of_pod_update(self.services, old, new):
             self.queue.add(key)
 
     @staticmethod

@@ -38,6 +38,7 @@ from sampan.controllers.util import (
     is_pod_terminating,
     meta,
     new_controller_ref,
+    resolve_controller_ref,
     pod_from_template,
     pod_phase,
     selector_of,
@@ -604,14 +605,7 @@ class StatefulSetController(Controller):
 
     # -- handlers (enqueue only) -----------------------------------------------------------------
     def _owner_key(self, obj: Mapping[str, Any]) -> str | None:
-        ref = controller_ref(obj)
-        if ref is None or ref.get("kind") != KIND:
-            return None
-        key = f"{meta(obj).get('namespace')}/{ref.get('name')}"
-        sset = self.sets.indexer.get(key)
-        if sset is None or meta(sset).get("uid") != ref.get("uid"):
-            return None
-        return key
+        return resolve_controller_ref(obj, KIND, self.sets.indexer)
 
     def _enqueue_matching_sets(self, pod: Mapping[str, Any]) -> None:
         """An orphan pod: wake the sets that could adopt it."""

@@ -175,6 +175,19 @@ def controller_ref(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
     return None
 
 
+def resolve_controller_ref(obj: Mapping[str, Any], kind: str, owners: Any) -> str | None:
+    """The cache key of ``obj``'s controller of ``kind`` when that owner is in ``owners`` (an
+    informer's indexer) with the same uid (upstream's resolveControllerRef)."""
+    ref = controller_ref(obj)
+    if ref is None or ref.get("kind") != kind:
+        return None
+    key = f"{meta(obj).get('namespace')}/{ref.get('name')}"
+    owner = owners.get(key)
+    if owner is None or meta(owner).get("uid") != ref.get("uid"):
+        return None
+    return key
+
+
 def new_controller_ref(owner: Mapping[str, Any], api_version: str, kind: str) -> Object:
     owner_meta = meta(owner)
     return {"apiVersion": api_version, "kind": kind, "name": owner_meta["name"],
