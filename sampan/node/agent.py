@@ -89,8 +89,9 @@ class StatusManager:
         now = now_rfc3339()
         status = pod_status(pod, view, host_ip=self.agent.node_ip, now=now, terminal=terminal)
         uid = pod["metadata"]["uid"]
-        if _comparable(status) == _comparable(self._last.get(uid)) and \
-                _comparable(status) == _comparable(pod.get("status")):
+        # Conditions the agent writes carry lastProbeTime null, as the API server returns them:
+        # the dicts compare as they are.
+        if status == self._last.get(uid) and status == pod.get("status"):
             return status
         meta = pod["metadata"]
         try:
@@ -112,15 +113,6 @@ class StatusManager:
 
     def forget(self, uid: str) -> None:
         self._last.pop(uid, None)
-
-
-def _comparable(status: Object | None) -> Any:
-    if not status:
-        return None
-    out = copy.deepcopy(status)
-    for c in out.get("conditions") or ():
-        c.pop("lastProbeTime", None)
-    return out
 
 
 def _newer(current: Object, updated: Object) -> Object:
@@ -266,19 +258,8 @@ class Agent:
                 log.warning("stopping container %s: %s", c.id, e)
         await asyncio.gather(*(stop(uid, c) for uid, c in running))
         await self.relist(wake=False)
-        for state in self._runtime_state.values():
-            for history in state.containers.values():
-                for c in history:
-                    try:
-                        await self.runtime.remove_container(c.id)
-                    except CRIError as e:
-                        log.warning("removing container %s: %s", c.id, e)
-            for sandbox in state.sandboxes:
-                try:
-                    await self.runtime.stop_sandbox(sandbox.id)
-                    await self.runtime.remove_sandbox(sandbox.id)
-                except CRIError as e:
-                    log.warning("removing sandbox %s: %s", sandbox.id, e)
+        for state in list(self._runtime_state.values()):
+            await self.remove_pod_runtime(state)
         for uid in await asyncio.to_thread(self.volumes.pods_on_disk):
             await self.volumes.teardown(uid)
         await self.network.close(remove=True)
@@ -291,6 +272,24 @@ class Agent:
             # busy cgroup fails and leaves it).
             await asyncio.to_thread(_rmdir_cgroup, str(parent))
             parent = parent.parent
+
+    async def remove_pod_runtime(self, state: PodRuntime) -> None:
+        """Every container of a pod, then its sandboxes (logs stay)."""
+        for history in state.containers.values():
+            for c in history:
+                try:
+                    await self.runtime.remove_container(c.id)
+                except CRIError as e:
+                    log.warning("removing container %s: %s", c.id, e)
+        await self.remove_sandboxes(state.sandboxes)
+
+    async def remove_sandboxes(self, sandboxes: list[Sandbox]) -> None:
+        for sandbox in sandboxes:
+            try:
+                await self.runtime.stop_sandbox(sandbox.id)
+                await self.runtime.remove_sandbox(sandbox.id)
+            except CRIError as e:
+                log.warning("removing sandbox %s: %s", sandbox.id, e)
 
     # -- node ---------------------------------------------------------------------------------
     def _node_body(self, previous: Object | None) -> Object:

@@ -293,7 +293,7 @@ class PodWorker:
                                       "Pod sandbox changed, it will be killed and re-created.")
             for c in state.running():
                 await self.stop_container(c, 0, reason="SandboxChanged")
-            await self.remove_sandboxes(state.sandboxes)
+            await self.agent.remove_sandboxes(state.sandboxes)
         host_searches = self.agent.host_dns_searches()
         dns, warning = cfg.dns_config(pod, cluster_dns=self.agent.cluster_dns,
                                       cluster_domain=self.agent.cluster_domain,
@@ -626,28 +626,13 @@ class PodWorker:
 
     async def cleanup(self) -> None:
         """Remove containers, sandboxes and volumes of a pod that is finished with."""
-        state = self.agent.pod_runtime(self.uid)
-        for history in state.containers.values():
-            for c in history:
-                try:
-                    await self.agent.runtime.remove_container(c.id)
-                except CRIError as e:
-                    log.warning("removing container %s: %s", c.id, e)
-        await self.remove_sandboxes(state.sandboxes)
+        await self.agent.remove_pod_runtime(self.agent.pod_runtime(self.uid))
         self.agent.probes.remove_pod(self.uid)
         try:
             await self.agent.volumes.teardown(self.uid)
         except Exception:
             log.exception("tearing down the volumes of %s", pod_desc(self.pod))
         await self.agent.forget_pod(self.uid)
-
-    async def remove_sandboxes(self, sandboxes: list[Sandbox]) -> None:
-        for sandbox in sandboxes:
-            try:
-                await self.agent.runtime.stop_sandbox(sandbox.id)
-                await self.agent.runtime.remove_sandbox(sandbox.id)
-            except CRIError as e:
-                log.warning("removing sandbox %s: %s", sandbox.id, e)
 
     async def delete_from_api(self) -> None:
         """The kubelet's last word on a pod: delete it with grace 0 once nothing runs."""
