@@ -4,16 +4,44 @@ port range).
 What is in use is what the watch cache's Services hold, plus what was handed out in the last
 moments and is not yet visible there. ``.1`` of the service CIDR is the ``kubernetes``
 Service's.
+
+A value handed out stays reserved until the cache shows it (then the cache alone keeps it, so
+deleting the Service frees it at once) or for PENDING_TTL seconds. A write that fails after
+allocating gives its values back when it runs inside ``transaction()``, as upstream's
+allocation transactions revert a failed create.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import ipaddress
 import random
 import time
-from typing import Callable, Generic, Hashable, Iterable, TypeVar
+from collections.abc import Iterator
+from typing import Any, Callable, Generic, Hashable, Iterable, TypeVar
 
 T = TypeVar("T", bound=Hashable)
+
+# The reservations made by the write in progress (an asyncio task's context), to give back if
+# it fails.
+_CURRENT: contextvars.ContextVar[list[tuple["_Reservations[Any]", Any]] | None] = \
+    contextvars.ContextVar("sampan_ipalloc_transaction", default=None)
+
+
+@contextlib.contextmanager
+def transaction() -> Iterator[None]:
+    """Release every value reserved inside the block if the block raises."""
+    reserved: list[tuple[_Reservations[Any], Any]] = []
+    token = _CURRENT.set(reserved)
+    try:
+        yield
+    except BaseException:
+        for allocator, value in reversed(reserved):
+            allocator.release(value)
+        raise
+    finally:
+        _CURRENT.reset(token)
 
 
 class _Reservations(Generic[T]):
@@ -28,13 +56,22 @@ class _Reservations(Generic[T]):
 
     def used(self) -> set[T]:
         now = time.monotonic()
-        self._pending = {v: t for v, t in self._pending.items() if now - t < self.PENDING_TTL}
         used = set(self._in_use())
+        # A value the cache shows is the cache's to keep (and to free when its Service goes).
+        self._pending = {v: t for v, t in self._pending.items()
+                         if now - t < self.PENDING_TTL and v not in used}
         used.update(self._pending)
         return used
 
     def reserve(self, value: T) -> None:
         self._pending[value] = time.monotonic()
+        reserved = _CURRENT.get()
+        if reserved is not None:
+            reserved.append((self, value))
+
+    def release(self, value: T) -> None:
+        """Give back a value reserved for a write that did not happen."""
+        self._pending.pop(value, None)
 
 
 class ClusterIPAllocator(_Reservations[str]):
@@ -45,6 +82,12 @@ class ClusterIPAllocator(_Reservations[str]):
     @property
     def kubernetes_ip(self) -> str:
         return str(self.network.network_address + 1)
+
+    @property
+    def dns_ip(self) -> str:
+        """The cluster DNS Service's address: the tenth of the range, as kubeadm and k3s
+        choose it (10.43.0.10 for 10.43.0.0/16)."""
+        return str(self.network.network_address + 10)
 
     def allocate(self) -> str:
         used = self.used()
@@ -69,8 +112,8 @@ class ClusterIPAllocator(_Reservations[str]):
         except ValueError:
             return "must be a valid IP address"
         if addr not in self.network:
-            return (f"the provided IP ({ip}) is not in the valid range. The range of valid IPs "
-                    f"is {self.network}")
+            return (f"failed to allocate IP {ip}: the provided IP ({ip}) is not in the valid "
+                    f"range. The range of valid IPs is {self.network}")
         if ip in self.used():
             return f"failed to allocate IP {ip}: provided IP is already allocated"
         return None

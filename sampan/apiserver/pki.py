@@ -188,6 +188,47 @@ def kubeconfig(server_url: str, ca_pem: bytes, token: str, *, user: str = "admin
     return yaml.safe_dump(config, sort_keys=False)
 
 
+def cluster_info_kubeconfig(server_url: str, ca_pem: bytes, cluster: str = "") -> str:
+    """The kubeconfig of ``kube-public/cluster-info``: where the server is and its CA, no user
+    (kubeadm's discovery document)."""
+    import base64
+
+    return yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": cluster, "cluster": {
+            "server": server_url,
+            "certificate-authority-data": base64.b64encode(ca_pem).decode()}}],
+        "contexts": [], "current-context": "", "preferences": {}, "users": []}, sort_keys=False)
+
+
+JOIN_TOKEN_PREFIX = "K10"
+
+
+def ca_hash(ca_pem: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(ca_pem).hexdigest()
+
+
+def join_token(pki: PKI) -> str:
+    """What another machine's ``sampan agent --token`` joins with, in k3s's secure token shape
+    ``K10<sha256 of the CA>::node:<secret>``: the hash lets the agent trust the CA it fetches
+    from cluster-info, the secret is the node token."""
+    return f"{JOIN_TOKEN_PREFIX}{ca_hash(pki.ca_pem)}::node:{pki.node_token}"
+
+
+def parse_join_token(text: str) -> tuple[str | None, str]:
+    """``K10<hash>::<user>:<secret>`` → (hash, secret); any other text is a bare token."""
+    text = text.strip()
+    if text.startswith(JOIN_TOKEN_PREFIX) and "::" in text:
+        digest, _, credentials = text[len(JOIN_TOKEN_PREFIX):].partition("::")
+        _, _, secret = credentials.partition(":")
+        if len(digest) != 64 or not secret:
+            raise ValueError("malformed join token: want K10<sha256 of the CA>::node:<secret>")
+        return digest.lower(), secret
+    return None, text
+
+
 def write_kubeconfig(path: str | Path, server_url: str, pki: PKI, *, token: str | None = None,
                      user: str = "admin") -> Path:
     path = Path(path)

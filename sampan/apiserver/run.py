@@ -9,13 +9,13 @@ from aiohttp import web
 
 from sampan.apiserver.auth import UserInfo
 from sampan.apiserver.kubelet import KubeletClient
-from sampan.apiserver.pki import ensure_pki, write_kubeconfig
-
-NODE_AGENT_USER = "system:node-agent"
+from sampan.apiserver.pki import cluster_info_kubeconfig, ensure_pki, join_token, write_kubeconfig
 from sampan.apiserver.server import APIServer, ssl_context
 from sampan.store import open_store
 
 log = logging.getLogger(__name__)
+
+NODE_AGENT_USER = "system:node-agent"
 
 
 class APIServerProcess:
@@ -49,7 +49,13 @@ class APIServerProcess:
             host = f"[{host}]"
         return f"https://{host}:{self.port}"
 
+    @property
+    def join_token(self) -> str:
+        """``sampan agent --server URL --token JOIN_TOKEN`` joins another machine."""
+        return join_token(self.pki)
+
     async def start(self) -> None:
+        self.api.cluster_info = cluster_info_kubeconfig(self.url, self.pki.ca_pem)
         await self.api.start()
         self._runner = web.AppRunner(self.api.app(), access_log=None, handle_signals=False,
                                      shutdown_timeout=5.0)

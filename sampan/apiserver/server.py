@@ -44,6 +44,7 @@ from sampan.apiserver.rbac import RBACAuthorizer, default_objects
 from sampan.apiserver.reviews import Reviews
 from sampan.apiserver.subresources import Subresources
 from sampan.apiserver.watchcache import Mux
+from sampan.store.base import ConflictError
 from sampan.store.base import Store, StoreUnavailableError
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,7 @@ class APIServer:
         self.allocator = ClusterIPAllocator(service_cidr, lambda: self._service_ips(services))
         self.node_ports = NodePortAllocator(30000, 32767, lambda: self._node_ports(services))
         self.metrics = Metrics()
+        self.cluster_info: str | None = None  # kubeconfig text for kube-public/cluster-info
         self.kubelet = None  # the KubeletClient (apiserver/kubelet.py) once run.py gives it one
         self._uids = UIDPool()
         self.advertise_address = advertise_address
@@ -170,6 +172,7 @@ class APIServer:
         await self._create_if_missing(svc, kubernetes, ctx)
         for resource, obj in self._kubernetes_endpoints():
             await self._create_if_missing(resource, obj, ctx)
+        await self._create_if_missing(svc, self._cluster_dns_service(), ctx)
         priority_classes = self.registry.get("scheduling.k8s.io", "v1", "priorityclasses")
         assert priority_classes is not None
         for name, value in SYSTEM_PRIORITY_CLASSES.items():
@@ -184,7 +187,77 @@ class APIServer:
         for resource_name, obj in default_objects():
             resource = self.registry.get("rbac.authorization.k8s.io", "v1", resource_name)
             assert resource is not None
+            await self._reconcile(resource, obj, ctx,
+                                  ("rules",) if "rules" in obj else ("roleRef", "subjects"))
+        await self._publish_cluster_info(ctx)
+
+    def _cluster_dns_service(self) -> dict[str, Any]:
+        """``kube-system/kube-dns``, the Service pods' resolv.conf names (the well-known tenth
+        address of the service range). It has no selector: every node agent serves DNS on its
+        pod gateway and publishes that in an EndpointSlice of its own; the internal traffic
+        policy Local keeps each node's pods on their own node's server (NodeLocal DNS)."""
+        return {
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "kube-dns", "namespace": "kube-system",
+                         "labels": {"k8s-app": "kube-dns", "kubernetes.io/cluster-service": "true",
+                                    "kubernetes.io/name": "SampanDNS"}},
+            "spec": {"type": "ClusterIP", "clusterIP": self.allocator.dns_ip,
+                     "internalTrafficPolicy": "Local",
+                     "ports": [{"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
+                               {"name": "dns-tcp", "port": 53, "protocol": "TCP",
+                                "targetPort": 53}]},
+        }
+
+    async def _reconcile(self, resource: Resource, obj: dict[str, Any], ctx: Context,
+                         fields: tuple[str, ...]) -> None:
+        """Create a bootstrap object, or bring ``fields`` up to date unless it is annotated
+        ``rbac.authorization.kubernetes.io/autoupdate: "false"`` (upstream's RBAC bootstrap
+        reconciliation: a newer server adds the permissions it needs)."""
+        meta = obj["metadata"]
+        current = await self.storage.get_latest(resource, meta.get("namespace", ""), meta["name"])
+        if current is None:
             await self._create_if_missing(resource, obj, ctx)
+            return
+        existing = current.obj
+        annotations = (existing.get("metadata") or {}).get("annotations") or {}
+        if annotations.get("rbac.authorization.kubernetes.io/autoupdate") == "false":
+            return
+        if all(existing.get(f) == obj.get(f) for f in fields):
+            return
+        updated = {**existing, **{f: obj[f] for f in fields}}
+        try:
+            await self.storage.write(resource, current, updated, ctx)
+        except ConflictError:
+            pass  # another server reconciled it first
+
+    async def _publish_cluster_info(self, ctx: Context) -> None:
+        """``kube-public/cluster-info``: the server URL and CA in a kubeconfig, readable without
+        credentials (kubeadm's discovery). A joining node checks the CA against the hash in
+        its join token before it trusts anything else."""
+        if self.cluster_info is None:
+            return
+        configmaps = self.registry.get("", "v1", "configmaps")
+        roles = self.registry.get("rbac.authorization.k8s.io", "v1", "roles")
+        bindings = self.registry.get("rbac.authorization.k8s.io", "v1", "rolebindings")
+        assert configmaps is not None and roles is not None and bindings is not None
+        await self._reconcile(configmaps, {
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "cluster-info", "namespace": "kube-public"},
+            "data": {"kubeconfig": self.cluster_info}}, ctx, ("data",))
+        await self._create_if_missing(roles, {
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": {"name": "kubeadm:bootstrap-signer-clusterinfo",
+                         "namespace": "kube-public"},
+            "rules": [{"apiGroups": [""], "resources": ["configmaps"],
+                       "resourceNames": ["cluster-info"], "verbs": ["get"]}]}, ctx)
+        await self._create_if_missing(bindings, {
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": "kubeadm:bootstrap-signer-clusterinfo",
+                         "namespace": "kube-public"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                        "name": "kubeadm:bootstrap-signer-clusterinfo"},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User",
+                          "name": "system:anonymous"}]}, ctx)
 
     def _kubernetes_endpoints(self) -> list[tuple[Resource, dict[str, Any]]]:
         """Where the ``kubernetes`` Service leads: this API server, as upstream's endpoint

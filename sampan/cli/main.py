@@ -110,6 +110,10 @@ def _agent_args(p: argparse.ArgumentParser, *, data_dir_alias: bool = True) -> N
     p.add_argument("--node-labels", default="", help="k=v,k2=v2 added when registering")
     p.add_argument("--sync-frequency", type=float, default=60.0,
                    help="seconds between re-reads of configMap/secret/token volumes")
+    p.add_argument("--no-proxy", action="store_true",
+                   help="do not run the service proxy (Services in nftables) on this node")
+    p.add_argument("--no-dns", action="store_true",
+                   help="do not serve cluster DNS on this node's pod gateway")
     p.add_argument("--shutdown-on-exit", action="store_true",
                    help="stop and remove every container, the pod network and the node's "
                         "cgroups when the agent stops (sampan up does; by default containers "
@@ -237,7 +241,8 @@ def agent_config(args: argparse.Namespace, *, ca_file: str = ""):
         ca_file=Path(ca_file) if ca_file else None,
         bridge=args.bridge, insecure_registries=list(args.insecure_registry),
         labels=dict(kv.split("=", 1) for kv in split(args.node_labels) if "=" in kv),
-        sync_frequency=args.sync_frequency, shutdown_on_exit=args.shutdown_on_exit)
+        sync_frequency=args.sync_frequency, shutdown_on_exit=args.shutdown_on_exit,
+        proxy=not args.no_proxy, dns_server=not args.no_dns)
 
 
 async def run_agent(args: argparse.Namespace) -> int:
@@ -249,8 +254,18 @@ async def run_agent(args: argparse.Namespace) -> int:
     if args.kubeconfig:
         config = load_kubeconfig(args.kubeconfig)
     elif args.server and args.token:
-        ca_pem = Path(args.ca_file).read_bytes() if args.ca_file else None
-        config = Config(server=args.server, token=args.token, ca_pem=ca_pem)
+        from sampan.apiserver.pki import parse_join_token
+        from sampan.node.join import JoinError, discover_ca
+
+        try:
+            pinned, token = parse_join_token(args.token)
+            ca_pem = Path(args.ca_file).read_bytes() if args.ca_file else None
+            if ca_pem is None and pinned is not None:
+                ca_pem = await discover_ca(args.server, pinned)
+        except (ValueError, JoinError) as e:
+            print(f"sampan agent: {e}", file=sys.stderr)
+            return 2
+        config = Config(server=args.server, token=token, ca_pem=ca_pem)
     else:
         print("sampan agent: give --kubeconfig, or --server with --token", file=sys.stderr)
         return 2
@@ -293,6 +308,8 @@ def _start_agent_process(args: argparse.Namespace, server, data_dir: Path):
             cmd += [flag, value]
     for registry in args.insecure_registry:
         cmd += ["--insecure-registry", registry]
+    cmd += ["--no-proxy"] if args.no_proxy else []
+    cmd += ["--no-dns"] if args.no_dns else []
     return subprocess.Popen(cmd, start_new_session=True)
 
 

@@ -46,14 +46,15 @@ class ClusterDNS:
                  listen: Sequence[Address] = tuple(DEFAULT_LISTEN),
                  upstreams: Sequence[Address] | None = None, ttl: int = 5,
                  informers: InformerFactory | None = None, startup_timeout: float = 5.0,
-                 forward_timeout: float = 2.0):
+                 forward_timeout: float = 2.0, nameserver_ips: Sequence[str] | None = None):
         self.client = client
         self.listen = [(host, int(port)) for host, port in listen]
         self.startup_timeout = startup_timeout
         self._own_informers = informers is None
         self.informers = informers or InformerFactory(client, transform=strip_managed_fields)
         self.view, self._informers = informer_view(self.informers)
-        self.zone = Zone(domain, self.view, ttl=ttl, nameserver_ips=[h for h, _ in self.listen])
+        self.zone = Zone(domain, self.view, ttl=ttl, nameserver_ips=nameserver_ips if nameserver_ips is not None
+                         else [h for h, _ in self.listen])
         if upstreams is None:
             upstreams = resolv_conf_nameservers()
         ours = {(normalize_ip(h), p) for h, p in self.listen}

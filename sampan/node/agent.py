@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sampan.client import ApiError, Client, SharedInformer, strip_managed_fields
+from sampan.client import ApiError, Client, InformerFactory, SharedInformer, strip_managed_fields
 from sampan.client.events import EventRecorder
 from sampan.client.leaderelection import micro_time
 from sampan.controllers.util import now_rfc3339
@@ -70,6 +70,8 @@ class AgentConfig:
     register_taints: list[Object] = field(default_factory=list)
     sync_frequency: float = VOLUME_REFRESH_SECONDS
     shutdown_on_exit: bool = False
+    proxy: bool = True       # run the service proxy (nftables) for this node
+    dns_server: bool = True  # serve cluster DNS on the pod gateway (kube-dns's endpoint here)
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
@@ -128,7 +130,7 @@ class Agent:
     def __init__(self, client: Client, config: AgentConfig, *, runtime: Any, images: Any,
                  network: Any, volumes: Any, probes: Any = None, server_factory: Any = None,
                  stats: Any = None, envvars: Any = None, log_rotator: Any = None,
-                 image_gc: Any = None):
+                 image_gc: Any = None, node_services: Any = None):
         self.client = client
         self.config = config
         self.node_name = config.node_name
@@ -168,7 +170,10 @@ class Agent:
                                    field_selector=f"spec.nodeName={config.node_name}",
                                    transform=strip_managed_fields)
         self.nodes = SharedInformer(client, "v1", "nodes", transform=strip_managed_fields)
-        self.services = SharedInformer(client, "v1", "services", transform=strip_managed_fields)
+        # One cache per resource for the agent, its service proxy and its DNS server.
+        self.informers = InformerFactory(client, transform=strip_managed_fields)
+        self.services = self.informers.informer("v1", "services")
+        self.node_services = node_services  # sampan.node.services.NodeServices, or None
         self.started = asyncio.Event()
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -196,6 +201,10 @@ class Agent:
             informer.start()
         await self.nodes.wait_for_sync()
         await self.services.wait_for_sync()
+        if self.node_services is not None:
+            await self.node_services.start()
+            if not self.cluster_dns:  # no --cluster-dns: the cluster's kube-dns Service
+                self.cluster_dns = list(self.node_services.cluster_dns_ips)
         await self.relist()
         if self._server_factory is not None:
             self.server = self._server_factory(self)
@@ -226,8 +235,14 @@ class Agent:
                 await self.shutdown_node()
             except Exception:
                 log.exception("shutting the node down")
-        for informer in (self.pods, self.nodes, self.services):
+        if self.node_services is not None:
+            try:
+                await self.node_services.close(remove=self.config.shutdown_on_exit)
+            except Exception:
+                log.exception("stopping the service proxy and DNS")
+        for informer in (self.pods, self.nodes):
             await informer.stop()
+        await self.informers.stop()
         if self.server is not None:
             await self.server.close()
         if self.stats is not None:
@@ -437,6 +452,11 @@ class Agent:
             await self.network.release_stale(live)
         self._network_ready = True
         log.info("pod network ready", extra={"pod_cidrs": cidrs})
+        if self.node_services is not None:
+            try:
+                await self.node_services.network_ready([str(g.ip) for g in self.network.gateways])
+            except Exception:
+                log.exception("cluster DNS could not start on the pod gateway")
         self._peers_changed()
         if not was_ready:
             await self._update_node_status(force=True)

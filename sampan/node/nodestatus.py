@@ -172,6 +172,15 @@ def labels(node_name: str) -> dict[str, str]:
 
 def detect_node_ip() -> str:
     """The address of the interface holding the default route, else the first global one."""
+    # pyroute2's synchronous IPRoute runs its own event loop, which it cannot do inside the
+    # agent's running one: look in a thread of its own.
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(_detect_node_ip).result()
+
+
+def _detect_node_ip() -> str:
     try:
         from pyroute2 import IPRoute
 

@@ -45,6 +45,13 @@ def build_agent(client: Client, config: AgentConfig) -> Agent:
                   envvars=_environment, log_rotator=_log_rotator(runtime),
                   image_gc=ImageGC(images))
     agent_ref.append(agent)
+    if config.proxy or config.dns_server:
+        from sampan.node.services import NodeServices
+
+        agent.node_services = NodeServices(
+            client, config.node_name, agent.informers, node_ips=[agent.node_ip],
+            cluster_cidrs=config.cluster_cidrs, service_cidrs=config.service_cidrs,
+            cluster_domain=config.cluster_domain, proxy=config.proxy, dns=config.dns_server)
     volumes.recorder = agent.recorder
     agent.env_lookup = volumes.lookup
     return agent

@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from sampan.client import Client, SharedInformer, strip_managed_fields
+from sampan.client import Client, InformerFactory, SharedInformer, strip_managed_fields
 from sampan.controllers.util import parse_time
 from sampan.proxy import metrics
 from sampan.proxy.kernel import apply_script, clear_udp_flows, delete_table, stale_udp_flows
@@ -41,7 +41,8 @@ class ServiceProxy:
                  cluster_cidrs: Sequence[str] = ("10.42.0.0/16",),
                  service_cidrs: Sequence[str] = ("10.43.0.0/16",), table: str | None = None,
                  min_sync_interval: float = 0.05, full_sync_period: float = 3600.0,
-                 nft: Sequence[str] = ("nft",), conntrack: Sequence[str] = ("conntrack",)):
+                 nft: Sequence[str] = ("nft",), conntrack: Sequence[str] = ("conntrack",),
+                 informers: InformerFactory | None = None):
         self.client = client
         self.node = NodeInfo(node_name, tuple(node_ips), tuple(cluster_cidrs),
                              tuple(service_cidrs))
@@ -49,9 +50,16 @@ class ServiceProxy:
         self.min_sync_interval = min_sync_interval
         self.full_sync_period = full_sync_period
         self.nft, self.conntrack = tuple(nft), tuple(conntrack)
-        self.services = SharedInformer(client, "v1", "services", transform=strip_managed_fields)
-        self.slices = SharedInformer(client, "discovery.k8s.io/v1", "endpointslices",
-                                     transform=strip_managed_fields)
+        # A shared factory (the node agent's) is its owner's to start and stop.
+        self._own_informers = informers is None
+        if informers is None:
+            self.services = SharedInformer(client, "v1", "services",
+                                           transform=strip_managed_fields)
+            self.slices = SharedInformer(client, "discovery.k8s.io/v1", "endpointslices",
+                                         transform=strip_managed_fields)
+        else:
+            self.services = informers.informer("v1", "services")
+            self.slices = informers.informer("discovery.k8s.io/v1", "endpointslices")
         for informer in (self.services, self.slices):
             informer.add_event_handler(on_add=self._on_change,
                                        on_update=lambda old, new: self._on_change(new),
@@ -132,15 +140,17 @@ class ServiceProxy:
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self, timeout: float | None = 60.0) -> None:
         """Start the informers and wait until both have listed."""
-        self.services.start()
-        self.slices.start()
+        if self._own_informers:
+            self.services.start()
+            self.slices.start()
         for informer in (self.services, self.slices):
             if not await informer.wait_for_sync(timeout):
                 raise TimeoutError(f"{informer!r} did not sync in {timeout}s")
 
     async def stop(self, *, delete_rules: bool = True) -> None:
-        await self.services.stop()
-        await self.slices.stop()
+        if self._own_informers:
+            await self.services.stop()
+            await self.slices.stop()
         if delete_rules:
             async with self._lock:
                 await delete_table(self.table, self.nft)

@@ -283,11 +283,21 @@ class BridgeNetwork:
             _write_sysctl("net.ipv6.conf.all.forwarding", "1")
 
     async def _ensure_unreachable_routes(self) -> None:
+        """The cluster's pod range is unreachable unless a more specific route (this node's
+        bridge, a peer's pod CIDR) says otherwise. The service range goes to the bridge: the
+        node's own connections to a ClusterIP need a route before the service proxy's output
+        hook can rewrite them (an unreachable route fails the connect first), and on the
+        bridge the range still never leaves the machine — the proxy drops what it has not
+        allocated, and nothing on the bridge answers for a service address."""
         ipr = self._require_ipr()
-        for cidr in (*self.cluster_cidrs, *self.service_cidrs):
+        for cidr in self.cluster_cidrs:
             family = 10 if ":" in cidr else 2
             await ipr.route("replace", dst=cidr, type="unreachable", family=family,
                             proto=RTPROT_SAMPAN, table=MAIN_TABLE)
+        for cidr in self.service_cidrs:
+            family = 10 if ":" in cidr else 2
+            await ipr.route("replace", dst=cidr, oif=self._bridge_index, scope=253,
+                            family=family, proto=RTPROT_SAMPAN, table=MAIN_TABLE)
 
     # -- veths -------------------------------------------------------------------------------
     async def _plug(self, sandbox_id: str, netns: Path, addresses: list) -> None:
