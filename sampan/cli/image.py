@@ -4,8 +4,9 @@
     sampan image ls [--data-dir DIR]
     sampan image import FILE [--tag REF]
     sampan image rm REF...
-    sampan image build busybox [--tag REF]...
+    sampan image build busybox|guestbook [--tag REF]...
     sampan image pull REF [--insecure] [--username U --password P]
+    sampan image push LOCAL_REF DEST_REF [--creds USER:PASSWORD] [--insecure]
 """
 
 from __future__ import annotations
@@ -39,15 +40,29 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     rm = sub.add_parser("rm", aliases=["rmi"], help="remove images (by reference or id)")
     rm.add_argument("refs", nargs="+", metavar="REF")
     build = sub.add_parser("build", help="build an image offline")
-    build.add_argument("what", choices=["busybox"])
-    build.add_argument("--tag", action="append", help="name(s) for the image "
-                       "(default docker.io/library/busybox:latest)")
+    build.add_argument("what", choices=["busybox", "guestbook"])
+    build.add_argument("--tag", action="append", help="name(s) for the image (default "
+                       "docker.io/library/busybox:latest, sampan.local/guestbook:v1)")
     build.add_argument("--busybox", default="/bin/busybox", help="the static busybox binary")
+    build.add_argument("--app-dir", default="", help="guestbook: the app's files "
+                       "(default deploy/guestbook/app)")
     pull = sub.add_parser("pull", help="pull an image from a registry")
     pull.add_argument("ref")
     pull.add_argument("--insecure", action="store_true", help="use plain http for the registry")
     pull.add_argument("--username", default="")
     pull.add_argument("--password", default="")
+    push = sub.add_parser("push", help="push an image from the store to a registry")
+    push.add_argument("ref", metavar="LOCAL_REF", help="the image in the store (name or id)")
+    push.add_argument("dest", metavar="DEST_REF", help="where to push it (registry/repo:tag)")
+    push.add_argument("--creds", default="", metavar="USER:PASSWORD",
+                      help="registry credentials (a Kubernetes token as the password for "
+                      "Sampan's registry)")
+    push.add_argument("--insecure", action="store_true", help="use plain http for the registry")
+    push.add_argument("--ca-file", default="",
+                      help="also trust this CA for the registry (e.g. DATA_DIR/pki/ca.crt of "
+                           "sampan up, whose registry has a cluster-CA certificate)")
+    push.add_argument("--chunk-size", type=int, default=0,
+                      help="upload blobs in chunks of this many bytes (default: one request)")
 
 
 def human_size(n: float) -> str:
@@ -81,8 +96,9 @@ def _table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from sampan.node.images import ArchiveError, ImageStore, LayerError, ReferenceError
-    from sampan.node.images.build import build_busybox
     from sampan.node.cri import CRIError
+    from sampan.node.images.build import build_busybox, build_guestbook
+    from sampan.node.images.registry import RegistryError
 
     root = Path(args.data_dir) / "images"
     cmd = args.image_command
@@ -107,15 +123,24 @@ def run(args: argparse.Namespace) -> int:
             store.prune_layers()
             return status
         elif cmd == "build":
-            image = build_busybox(store, args.tag, Path(args.busybox))
-            print(f"built {', '.join(image.repo_tags)} ({image.id})")
+            if args.what == "guestbook":
+                options = {"app_dir": Path(args.app_dir)} if args.app_dir else {}
+                image = build_guestbook(store, args.tag, busybox=Path(args.busybox), **options)
+            else:
+                image = build_busybox(store, args.tag, Path(args.busybox))
+            print(f"built {', '.join(image.repo_tags)} ({image.id}, {human_size(image.size)})")
+        elif cmd == "push":
+            result = asyncio.run(_push(store, args))
+            print(f"pushed {result.reference}@{result.digest} (image {result.image_id}, "
+                  f"{len(result.uploaded)} blobs uploaded, {len(result.skipped)} already there)")
         elif cmd == "pull":
             auths = ([{"username": args.username, "password": args.password}]
                      if args.username else [])
             image = asyncio.run(_pull(store, args.ref, auths))
             print(f"Image is up to date for {image.id}")
         return 0
-    except (ArchiveError, LayerError, ReferenceError, CRIError, OSError, ValueError) as e:
+    except (ArchiveError, LayerError, ReferenceError, CRIError, RegistryError, OSError,
+            ValueError) as e:
         print(f"sampan image {cmd}: {getattr(e, 'message', None) or e}", file=sys.stderr)
         return 1
 
@@ -124,8 +149,32 @@ def _insecure(args: argparse.Namespace) -> list[str]:
     if getattr(args, "insecure", False):
         from sampan.node.images.reference import parse
 
-        return [parse(args.ref).domain]
+        return [parse(args.dest if args.image_command == "push" else args.ref).domain]
     return []
+
+
+async def _push(store, args: argparse.Namespace):
+    from sampan.node.images.push import push_image
+    from sampan.node.images.reference import parse
+    from sampan.node.images.registry import Credentials
+
+    credentials = None
+    if args.creds:
+        user, sep, password = args.creds.partition(":")
+        if not sep:
+            raise ValueError("--creds must be USER:PASSWORD")
+        credentials = Credentials(user, password)
+    insecure = frozenset({parse(args.dest).domain}) if args.insecure else frozenset()
+    context = None
+    if args.ca_file:
+        import ssl
+
+        context = ssl.create_default_context()
+        context.load_verify_locations(cafile=args.ca_file)
+    return await push_image(store, args.ref, args.dest, credentials=credentials,
+                            insecure=insecure, chunk_size=args.chunk_size,
+                            progress=lambda line: print(line, file=sys.stderr),
+                            ssl_context=context)
 
 
 async def _pull(store, ref: str, auths):

@@ -25,7 +25,8 @@ def build_agent(client: Client, config: AgentConfig) -> Agent:
                             service_cidrs=config.service_cidrs)
     runtime = RuncRuntime(config.data_dir, config.run_dir, config.cgroup_root, network)
     images = ImageStore(config.data_dir / "images",
-                        insecure_registries=set(config.insecure_registries))
+                        insecure_registries=set(config.insecure_registries),
+                        ca_files=[config.ca_file] if config.ca_file else [])
     volumes = VolumeManager(client, config.data_dir / "pods", config.node_name,
                             allowed_host_paths=config.allowed_host_paths)
     agent_ref: list[Agent] = []

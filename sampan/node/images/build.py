@@ -49,83 +49,190 @@ _DIRS = {"bin": 0o755, "dev": 0o755, "etc": 0o755, "home": 0o755, "proc": 0o755,
          "usr/sbin": 0o755, "var": 0o755, "var/www": 0o755}
 
 
+GUESTBOOK_REF = "sampan.local/guestbook:v1"
+GUESTBOOK_APP = Path(__file__).resolve().parents[3] / "deploy" / "guestbook" / "app"
+_EXECUTABLE_SUFFIXES = (".sh", ".cgi")
+
+# A file set: layer path → (tar type, mode, content or link target). Directories have None.
+Entry = tuple[bytes, int, bytes | str | None]
+
+
 @dataclass(frozen=True)
 class BuiltImage:
-    layer: bytes                        # the uncompressed layer tar
+    layers: tuple[bytes, ...]           # the uncompressed layer tars, lowest first
     config: bytes
-    diff_id: str
 
-    def manifest(self, compressed_layer: bytes | None = None) -> bytes:
-        layer = compressed_layer if compressed_layer is not None else self.layer
-        media_type = oci.OCI_LAYER_GZIP if compressed_layer is not None else oci.OCI_LAYER
+    @property
+    def layer(self) -> bytes:
+        """The top layer (busybox's only one)."""
+        return self.layers[-1]
+
+    @property
+    def diff_id(self) -> str:
+        return oci.digest_of(self.layer)
+
+    @property
+    def diff_ids(self) -> list[str]:
+        return [oci.digest_of(layer) for layer in self.layers]
+
+    @property
+    def id(self) -> str:
+        return oci.digest_of(self.config)
+
+    def manifest(self, compressed: bytes | list[bytes] | None = None) -> bytes:
+        """The OCI manifest, of the plain layers or of ``compressed`` (gzip) ones."""
+        if isinstance(compressed, bytes):
+            compressed = [compressed]
+        blobs, media_type = ((compressed, oci.OCI_LAYER_GZIP) if compressed is not None
+                             else (list(self.layers), oci.OCI_LAYER))
         return _dumps({
             "schemaVersion": 2, "mediaType": oci.OCI_MANIFEST,
-            "config": {"mediaType": oci.OCI_CONFIG, "digest": oci.digest_of(self.config),
+            "config": {"mediaType": oci.OCI_CONFIG, "digest": self.id,
                        "size": len(self.config)},
-            "layers": [{"mediaType": media_type, "digest": oci.digest_of(layer),
-                        "size": len(layer)}],
+            "layers": [{"mediaType": media_type, "digest": oci.digest_of(blob),
+                        "size": len(blob)} for blob in blobs],
         })
 
     def gzipped_layer(self) -> bytes:
-        return gzip.compress(self.layer, compresslevel=6, mtime=0)
+        return _gzip(self.layer)
+
+    def gzipped_layers(self) -> list[bytes]:
+        return [_gzip(layer) for layer in self.layers]
+
+
+def _gzip(data: bytes) -> bytes:
+    return gzip.compress(data, compresslevel=6, mtime=0)
 
 
 def _dumps(doc) -> bytes:
     return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
 
 
-def _info(name: str, kind: bytes, mode: int, size: int = 0, link: str = "") -> tarfile.TarInfo:
+def tar_info(name: str, kind: bytes, mode: int, *, size: int = 0, link: str = "",
+             mtime: int = EPOCH, uid: int = 0, gid: int = 0) -> tarfile.TarInfo:
+    """The one header shape Sampan writes into layers: builds, and exports of unpacked
+    layers for ``sampan image push`` (push.py), so a build's layer exports byte-identically."""
     info = tarfile.TarInfo(name)
     info.type, info.mode, info.size, info.linkname = kind, mode, size, link
-    info.mtime, info.uid, info.gid, info.uname, info.gname = EPOCH, 0, 0, "root", "root"
+    info.mtime, info.uid, info.gid = mtime, uid, gid
+    info.uname = "root" if uid == 0 else ""
+    info.gname = "root" if gid == 0 else ""
     return info
 
 
-def busybox_layer(busybox: Path = BUSYBOX) -> bytes:
-    """A tar of busybox, a symlink per applet in /bin, /etc/passwd and /etc/group."""
-    listed = subprocess.run([str(busybox), "--list"], capture_output=True, check=True).stdout
-    applets = sorted({a for a in listed.decode().split() if a and "/" not in a} - {"busybox"})
-    binary = busybox.read_bytes()
-    files: dict[str, tuple[tarfile.TarInfo, bytes | None]] = {}
-    for name, mode in _DIRS.items():
-        files[name] = (_info(name, tarfile.DIRTYPE, mode), None)
-    files["bin/busybox"] = (_info("bin/busybox", tarfile.REGTYPE, 0o755, len(binary)), binary)
-    for name, text in (("etc/passwd", PASSWD), ("etc/group", GROUP)):
-        data = text.encode()
-        files[name] = (_info(name, tarfile.REGTYPE, 0o644, len(data)), data)
-    for applet in applets:
-        name = f"bin/{applet}"
-        files[name] = (_info(name, tarfile.SYMTYPE, 0o777, link="busybox"), None)
+def layer_tar(files: dict[str, Entry]) -> bytes:
+    """A layer tar of ``files``: sorted paths, root-owned, every mtime EPOCH."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
         for name in sorted(files):
-            info, data = files[name]
-            tf.addfile(info, io.BytesIO(data) if data is not None else None)
+            kind, mode, content = files[name]
+            if kind == tarfile.SYMTYPE:
+                tf.addfile(tar_info(name, kind, mode, link=str(content)))
+            elif kind == tarfile.REGTYPE:
+                data = content.encode() if isinstance(content, str) else content or b""
+                tf.addfile(tar_info(name, kind, mode, size=len(data)), io.BytesIO(data))
+            else:
+                tf.addfile(tar_info(name, kind, mode))
     return buf.getvalue()
+
+
+def _with_parents(files: dict[str, Entry]) -> dict[str, Entry]:
+    """Every parent directory of ``files`` as an entry too (mode 0755 unless given)."""
+    out = dict(files)
+    for name in files:
+        parts = name.split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            out.setdefault("/".join(parts[:i]), (tarfile.DIRTYPE, 0o755, None))
+    return out
+
+
+def busybox_files(busybox: Path = BUSYBOX) -> dict[str, Entry]:
+    """busybox, a symlink per applet in /bin, /etc/passwd, /etc/group and the base dirs."""
+    listed = subprocess.run([str(busybox), "--list"], capture_output=True, check=True).stdout
+    applets = sorted({a for a in listed.decode().split() if a and "/" not in a} - {"busybox"})
+    files: dict[str, Entry] = {name: (tarfile.DIRTYPE, mode, None) for name, mode in _DIRS.items()}
+    files["bin/busybox"] = (tarfile.REGTYPE, 0o755, busybox.read_bytes())
+    files["etc/passwd"] = (tarfile.REGTYPE, 0o644, PASSWD)
+    files["etc/group"] = (tarfile.REGTYPE, 0o644, GROUP)
+    for applet in applets:
+        files[f"bin/{applet}"] = (tarfile.SYMTYPE, 0o777, "busybox")
+    return files
+
+
+def busybox_layer(busybox: Path = BUSYBOX) -> bytes:
+    return layer_tar(busybox_files(busybox))
+
+
+def _config(diff_ids: list[str], config: dict, history: list[str]) -> bytes:
+    return _dumps({
+        "architecture": oci.host_platform().architecture, "os": "linux", "created": CREATED,
+        "config": config,
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        "history": [{"created": CREATED, "created_by": h} for h in history],
+    })
 
 
 def busybox_image(busybox: Path = BUSYBOX) -> BuiltImage:
     layer = busybox_layer(busybox)
-    diff_id = oci.digest_of(layer)
-    config = _dumps({
-        "architecture": oci.host_platform().architecture, "os": "linux", "created": CREATED,
-        "config": {"Env": [PATH_ENV], "Cmd": ["sh"]},
-        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
-        "history": [{"created": CREATED, "created_by": "sampan image build busybox"}],
-    })
-    return BuiltImage(layer, config, diff_id)
+    config = _config([oci.digest_of(layer)], {"Env": [PATH_ENV], "Cmd": ["sh"]},
+                     ["sampan image build busybox"])
+    return BuiltImage((layer,), config)
+
+
+def app_files(app_dir: Path, prefix: str = "app") -> dict[str, Entry]:
+    """The files under ``app_dir`` as layer entries under ``prefix``; scripts (``*.sh``,
+    ``*.cgi`` and anything in a ``cgi-bin``) executable, the rest 0644, whatever the checkout's
+    modes and times are."""
+    files: dict[str, Entry] = {}
+    for path in sorted(p for p in app_dir.rglob("*") if p.is_file() and not p.is_symlink()):
+        rel = path.relative_to(app_dir).as_posix()
+        if "__pycache__" in rel or rel.endswith("~"):
+            continue
+        executable = "cgi-bin/" in f"/{rel}" or rel.endswith(_EXECUTABLE_SUFFIXES)
+        files[f"{prefix}/{rel}"] = (tarfile.REGTYPE, 0o755 if executable else 0o644,
+                                    path.read_bytes())
+    return _with_parents(files)
+
+
+def guestbook_image(app_dir: Path = GUESTBOOK_APP, busybox: Path = BUSYBOX) -> BuiltImage:
+    """The guestbook sample application: busybox's layer, and a layer with the app in /app
+    (busybox httpd serving a page and CGI scripts; see deploy/guestbook)."""
+    if not (app_dir / "frontend.sh").is_file():
+        raise FileNotFoundError(f"{app_dir}: not the guestbook app (no frontend.sh)")
+    base = busybox_layer(busybox)
+    app = layer_tar(app_files(app_dir))
+    config = _config([oci.digest_of(base), oci.digest_of(app)], {
+        "Env": [PATH_ENV], "Cmd": ["/app/frontend.sh"], "WorkingDir": "/app",
+        "ExposedPorts": {"8080/tcp": {}},
+        "Labels": {"org.opencontainers.image.title": "guestbook",
+                   "org.opencontainers.image.source": "deploy/guestbook"},
+    }, ["sampan image build busybox", "sampan image build guestbook"])
+    return BuiltImage((base, app), config)
+
+
+def store_image(store, image: BuiltImage, tags: list[str]) -> cri.Image:
+    """Unpack ``image``'s layers into ``store`` (those not there yet) and record it (blocking)."""
+    layers = []
+    for layer in image.layers:
+        diff_id = oci.digest_of(layer)
+        if store.layer_path(diff_id).is_dir():
+            size = store.layer_size(diff_id)
+        else:
+            size = unpack_layer(io.BytesIO(layer), store.layers_dir, diff_id=diff_id).size
+        layers.append((diff_id, size))
+    return store.commit(image.config, layers, tags=[normalize(t) for t in tags],
+                        manifest_bytes=image.manifest())
 
 
 def build_busybox(store, tags: list[str] | None = None, busybox: Path = BUSYBOX) -> cri.Image:
     """Build busybox into ``store`` (blocking) tagged ``tags`` (default busybox:latest)."""
-    image = busybox_image(busybox)
-    if store.layer_path(image.diff_id).is_dir():
-        size = store.layer_size(image.diff_id)
-    else:
-        size = unpack_layer(io.BytesIO(image.layer), store.layers_dir, diff_id=image.diff_id).size
-    return store.commit(image.config, [(image.diff_id, size)],
-                        tags=[normalize(t) for t in (tags or [BUSYBOX_REF])],
-                        manifest_bytes=image.manifest())
+    return store_image(store, busybox_image(busybox), tags or [BUSYBOX_REF])
+
+
+def build_guestbook(store, tags: list[str] | None = None, *, app_dir: Path = GUESTBOOK_APP,
+                    busybox: Path = BUSYBOX) -> cri.Image:
+    """Build the guestbook image into ``store`` (blocking), tagged sampan.local/guestbook:v1."""
+    return store_image(store, guestbook_image(app_dir, busybox), tags or [GUESTBOOK_REF])
 
 
 def write_oci_layout(dest: Path, image: BuiltImage, ref_name: str = "", *,
@@ -134,9 +241,9 @@ def write_oci_layout(dest: Path, image: BuiltImage, ref_name: str = "", *,
     reads). Returns the manifest digest."""
     blobs = dest / "blobs" / "sha256"
     blobs.mkdir(parents=True, exist_ok=True)
-    layer = image.gzipped_layer() if gzip_layer else None
-    manifest = image.manifest(layer)
-    for data in (image.config, manifest, layer if layer is not None else image.layer):
+    layers = image.gzipped_layers() if gzip_layer else list(image.layers)
+    manifest = image.manifest(layers if gzip_layer else None)
+    for data in (image.config, manifest, *layers):
         (blobs / oci.digest_of(data).removeprefix("sha256:")).write_bytes(data)
     (dest / "oci-layout").write_bytes(_dumps({"imageLayoutVersion": "1.0.0"}))
     entry = {"mediaType": oci.OCI_MANIFEST, "digest": oci.digest_of(manifest),

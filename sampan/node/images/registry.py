@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode, urljoin, urlsplit
@@ -99,8 +100,10 @@ class RegistryClient:
     def __init__(self, domain: str, *, insecure: set[str] | frozenset[str] = frozenset(),
                  credentials: Credentials | None = None,
                  session: aiohttp.ClientSession | None = None,
-                 connect_timeout: float = 30.0, read_timeout: float = 120.0):
+                 connect_timeout: float = 30.0, read_timeout: float = 120.0,
+                 ssl_context: ssl.SSLContext | None = None):
         self.domain = domain
+        self.ssl_context = ssl_context
         self.base = api_base(domain, insecure)
         self.credentials = credentials
         self._own_session = session is None
@@ -111,7 +114,9 @@ class RegistryClient:
 
     async def __aenter__(self) -> RegistryClient:
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
+            connector = aiohttp.TCPConnector(ssl=self.ssl_context) \
+                if self.ssl_context is not None else None
+            self._session = aiohttp.ClientSession(timeout=self._timeout, connector=connector)
         return self
 
     async def __aexit__(self, *exc) -> None:

@@ -19,6 +19,7 @@ import fcntl
 import logging
 import os
 import stat
+import ssl
 import threading
 import time
 import uuid
@@ -45,7 +46,8 @@ class ImageStore:
     """cri.ImageService over a directory; see the module docstring for the layout."""
 
     def __init__(self, root: Path, *, insecure_registries: Iterable[str] = (),
-                 platform: oci.Platform | None = None, max_concurrent_downloads: int = 3):
+                 platform: oci.Platform | None = None, max_concurrent_downloads: int = 3,
+                 ca_files: Iterable[Path] = ()):
         self.root = Path(root)
         self.blobs_dir = self.root / "blobs" / "sha256"
         self.layers_dir = self.root / "layers"
@@ -53,6 +55,10 @@ class ImageStore:
         for d in (self.blobs_dir, self.layers_dir / "sha256", self.ingest_dir):
             d.mkdir(parents=True, exist_ok=True)
         self.insecure_registries = frozenset(insecure_registries)
+        # Registries are verified against the system's CAs plus these (the cluster CA, which
+        # signs the control plane's registry).
+        self.ca_files = [Path(f) for f in ca_files]
+        self._ssl: ssl.SSLContext | None = None
         self.platform = platform or oci.host_platform()
         self._index_path = self.root / "index.json"
         self._lock_path = self.root / ".lock"
@@ -373,10 +379,20 @@ class ImageStore:
         except (RegistryError, LayerError, oci.FormatError, OSError) as e:
             raise cri.ImagePullError(f"{failed}: {e}") from None
 
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if not self.ca_files:
+            return None
+        if self._ssl is None:
+            context = ssl.create_default_context()
+            for ca in self.ca_files:
+                context.load_verify_locations(cafile=str(ca))
+            self._ssl = context
+        return self._ssl
+
     async def _pull_with(self, r: Reference, creds) -> cri.Image:
         started = time.monotonic()
         async with RegistryClient(r.domain, insecure=self.insecure_registries,
-                                  credentials=creds) as client:
+                                  credentials=creds, ssl_context=self.ssl_context()) as client:
             try:
                 body, ctype, top_digest = await client.get_manifest(
                     r.path, r.digest or r.tag, str(r))
