@@ -25,8 +25,10 @@ def _server_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", required=True, help="where state, PKI and kubeconfig live")
     p.add_argument("--port", type=int, default=6443, help="HTTPS port of the API server")
     p.add_argument("--bind-address", default="0.0.0.0", help="address the API server listens on")
-    p.add_argument("--advertise-address", default="127.0.0.1",
-                   help="address written into the kubeconfig and the serving certificate")
+    p.add_argument("--advertise-address", default="",
+                   help="address written into the kubeconfig and the serving certificate "
+                        "(default: --bind-address, or the machine's address when that is "
+                        "0.0.0.0 — what pods and other nodes reach the API server at)")
     p.add_argument("--store", choices=("sqlite", "etcd"), default="sqlite")
     p.add_argument("--etcd-endpoints", default="",
                    help="comma-separated etcd client URLs (with --store etcd)")
@@ -45,6 +47,15 @@ def parser() -> argparse.ArgumentParser:
     _agent_args(up, data_dir_alias=False)
     up.add_argument("--no-agent", action="store_true",
                     help="no node agent (control plane only; also when not root)")
+    up.add_argument("--registry-port", type=int, default=5000,
+                    help="HTTPS port of the image registry (0: none)")
+    up.add_argument("--registry-anonymous-pull", action=argparse.BooleanOptionalAction,
+                    default=True, help="let nodes and anyone pull without credentials "
+                                       "(pushes always need a token)")
+    up.add_argument("--ingress-http-port", type=int, default=80, help="0: no ingress")
+    up.add_argument("--ingress-https-port", type=int, default=443)
+    up.add_argument("--sample-app", action="store_true",
+                    help="deploy the guestbook sample application once the node is Ready")
     cm = sub.add_parser("controller-manager", help="run the controllers (with leader election)")
     cm.add_argument("--kubeconfig", required=True)
     cm.add_argument("--metrics-bind-address", default="127.0.0.1:10257",
@@ -74,9 +85,11 @@ def parser() -> argparse.ArgumentParser:
     agent.add_argument("--log-level", default=os.environ.get("SAMPAN_LOG_LEVEL", "info"))
     from sampan.cli import image, registry
     from sampan.dns import __main__ as dns
+    from sampan.ingress import __main__ as ingress
     from sampan.proxy import __main__ as proxy
 
     image.register(sub)
+    ingress.register(sub)
     registry.register(sub)
     dns.register(sub)
     proxy.register(sub)
@@ -139,7 +152,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     if args.command == "image":
         sys.exit(args.image_run(args))
-    if args.command in ("registry", "dns", "proxy"):
+    if args.command in ("registry", "dns", "proxy", "ingress"):
         sys.exit(args.func(args))
     logs.setup(args.log_level)
     if args.command != "agent":
@@ -158,6 +171,16 @@ def main(argv: list[str] | None = None) -> None:
             else:
                 print("sampan: not root, so no node agent: pods will stay Pending",
                       file=sys.stderr)
+        if args.registry_port:
+            components.append("registry")
+        if args.ingress_http_port:
+            if os.geteuid() == 0 or min(args.ingress_http_port, args.ingress_https_port) >= 1024:
+                components.append("ingress")
+            else:
+                print("sampan: not root, so no ingress on ports below 1024 (give "
+                      "--ingress-http-port/--ingress-https-port)", file=sys.stderr)
+        if args.sample_app:
+            components.append("sample-app")
         sys.exit(asyncio.run(run_cluster(args, components=tuple(components))))
     if args.command == "controller-manager":
         sys.exit(asyncio.run(run_controllers(args)))
@@ -288,9 +311,7 @@ def _start_agent_process(args: argparse.Namespace, server, data_dir: Path):
     beside the control plane does; it joins with the node kubeconfig."""
     import subprocess
 
-    agent_dir = args.agent_data_dir
-    if agent_dir == "/var/lib/sampan/agent":
-        agent_dir = str(data_dir / "agent")
+    agent_dir = str(_agent_dir(args, data_dir))
     _seed_busybox(Path(agent_dir))
     cmd = [sys.executable, "-m", "sampan.cli.main", "agent",
            "--kubeconfig", str(server.node_kubeconfig_path), "--ca-file", str(server.pki.ca_cert),
@@ -340,6 +361,112 @@ async def _stop_process(process, timeout: float = 60.0) -> None:
             await asyncio.to_thread(process.wait, 5)
 
 
+class _Addons:
+    """What ``sampan up`` serves beside the core control plane: the image registry and the
+    ingress controller (in this process), with the client they share."""
+
+    def __init__(self) -> None:
+        self.client = None
+        self.registry = None
+        self.ingress = None  # the ingress controller's process
+        self.ingress_urls: list[str] = []
+        self.sample_url = ""
+
+    async def close(self) -> None:
+        if self.ingress is not None:
+            await _stop_process(self.ingress, timeout=15)
+        if self.registry is not None:
+            await self.registry.stop()
+        if self.client is not None:
+            await self.client.close()
+
+
+async def _start_addons(args: argparse.Namespace, server, data_dir: Path,
+                        components: tuple[str, ...], stop: asyncio.Event,
+                        tasks: list[asyncio.Task]) -> _Addons:
+    from sampan.client import Client
+
+    addons = _Addons()
+    if not {"registry", "ingress", "sample-app"} & set(components):
+        return addons
+    addons.client = Client.from_kubeconfig(server.kubeconfig_path)
+    host = server.advertise_address
+    if "registry" in components:
+        from sampan.registry import Registry, Storage, kubernetes_token_authenticator
+
+        # Served with the API server's certificate (cluster CA; nodes trust it); pushes need
+        # a Kubernetes token as the password, pulls are open unless told otherwise.
+        addons.registry = Registry(
+            Storage(data_dir / "registry"), host=args.bind_address, port=args.registry_port,
+            tls_cert=str(server.pki.serving_cert), tls_key=str(server.pki.serving_key),
+            authenticator=kubernetes_token_authenticator(addons.client),
+            anonymous_pull=args.registry_anonymous_pull)
+        await addons.registry.start()
+    if "ingress" in components:
+        # Its own process (and core): request traffic must not queue behind the API server.
+        import subprocess
+
+        bind = args.bind_address or "0.0.0.0"
+        addons.ingress = subprocess.Popen(
+            [sys.executable, "-m", "sampan.cli.main", "ingress",
+             "--kubeconfig", str(server.kubeconfig_path),
+             "--http-address", f"{bind}:{args.ingress_http_port}",
+             "--https-address", f"{bind}:{args.ingress_https_port}",
+             "--publish-address", host, "--tcp-services-configmap", "kube-system/tcp-services"],
+            start_new_session=True)
+        addons.ingress_urls = [_url("http", host, args.ingress_http_port, 80),
+                               _url("https", host, args.ingress_https_port, 443)]
+    if "sample-app" in components:
+        from sampan.cli.sample import deploy_sample_app
+
+        addons.sample_url = _url("http", "guestbook.localhost", args.ingress_http_port, 80)
+        tasks.append(asyncio.create_task(deploy_sample_app(
+            addons.client, node_name=args.node_name, agent_dir=_agent_dir(args, data_dir),
+            url=addons.sample_url), name="sample app"))
+    return addons
+
+
+def _url(scheme: str, host: str, port: int, default: int) -> str:
+    host = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{host}" + ("" if port == default else f":{port}") + "/"
+
+
+def _summary(args: argparse.Namespace, server, components: tuple[str, ...],
+             addons: _Addons) -> str:
+    lines = ["", "Sampan is up.",
+             f"  kubeconfig   export KUBECONFIG={server.kubeconfig_path}",
+             f"  API server   {server.url}"]
+    if addons.registry is not None:
+        where = f"{server.advertise_address}:{args.registry_port}"
+        lines.append(f"  registry     {where}  (push: sampan image push IMAGE {where}/NAME:TAG "
+                     "--creds any:$TOKEN)")
+    if addons.ingress_urls:
+        lines.append(f"  ingress      {'  '.join(addons.ingress_urls)}")
+    if "agent" in components:
+        lines.append("  cluster DNS  10.43.0.10 (kube-system/kube-dns; served by each node)")
+        lines.append(f"  join a node  sampan agent --server {server.url} --token "
+                     f"{server.join_token}")
+    if addons.sample_url:
+        lines.append(f"  sample app   {addons.sample_url}  (guestbook; once its pods are Ready)")
+    lines.append("Ctrl-C stops everything.")
+    return "\n".join(lines)
+
+
+def _agent_dir(args: argparse.Namespace, data_dir: Path) -> Path:
+    agent_dir = args.agent_data_dir
+    if agent_dir == "/var/lib/sampan/agent":
+        return data_dir / "agent"
+    return Path(agent_dir)
+
+
+def _default_advertise(bind_address: str) -> str:
+    if bind_address not in ("0.0.0.0", "::", ""):
+        return bind_address
+    from sampan.node.nodestatus import detect_node_ip
+
+    return detect_node_ip()
+
+
 async def run_cluster(args: argparse.Namespace, components: tuple[str, ...]) -> int:
     from sampan.apiserver.run import APIServerProcess
 
@@ -349,8 +476,9 @@ async def run_cluster(args: argparse.Namespace, components: tuple[str, ...]) -> 
     if args.store == "etcd" and not endpoints:
         print("sampan: --store etcd needs --etcd-endpoints", file=sys.stderr)
         return 2
+    advertise = args.advertise_address or _default_advertise(args.bind_address)
     server = APIServerProcess(data_dir, port=args.port, bind_address=args.bind_address,
-                              advertise_address=args.advertise_address, store_kind=args.store,
+                              advertise_address=advertise, store_kind=args.store,
                               etcd_endpoints=endpoints, etcd_prefix=args.etcd_prefix,
                               service_cidr=args.service_cidr)
     stop = _stop_on_signals()
@@ -372,13 +500,15 @@ async def run_cluster(args: argparse.Namespace, components: tuple[str, ...]) -> 
     agent = None
     if "agent" in components:
         agent = _start_agent_process(args, server, data_dir)
+    addons = await _start_addons(args, server, data_dir, components, stop, tasks)
     logging.getLogger("sampan").info("cluster ready", extra={
         "kubeconfig": str(server.kubeconfig_path), "server": server.url,
         "components": list(components)})
-    print(f"sampan: API server at {server.url}; kubeconfig {server.kubeconfig_path}", flush=True)
+    print(_summary(args, server, components, addons), flush=True)
     await stop.wait()
     if agent is not None:
         await _stop_process(agent)
+    await addons.close()
     if tasks:
         await asyncio.wait(tasks, timeout=10)
         for task in tasks:

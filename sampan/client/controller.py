@@ -14,6 +14,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Hashable
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
+from sampan.client.errors import ApiError
 from sampan.client.informer import SharedInformer, object_key
 from sampan.client.workqueue import RateLimitingQueue, ShutDown
 
@@ -60,6 +61,13 @@ async def run_worker(name: str, queue: RateLimitingQueue[K],
             raise
         except Requeue as e:
             log.debug("%s: requeuing %r: %s", name, item, e)
+            queue.add_rate_limited(item)
+        except ApiError as e:
+            if e.code == 409:  # a write raced another: the next pass sees the newer object
+                log.info("%s: conflict syncing %r; requeuing: %s", name, item, e)
+            else:
+                log.exception("%s: error syncing %r; requeuing", name, item,
+                              extra={"requeues": queue.num_requeues(item)})
             queue.add_rate_limited(item)
         except Exception:
             log.exception("%s: error syncing %r; requeuing", name, item,

@@ -171,29 +171,36 @@ def labels(node_name: str) -> dict[str, str]:
 
 
 def detect_node_ip() -> str:
-    """The address of the interface holding the default route, else the first global one."""
-    # pyroute2's synchronous IPRoute runs its own event loop, which it cannot do inside the
-    # agent's running one: look in a thread of its own.
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(_detect_node_ip).result()
-
-
-def _detect_node_ip() -> str:
+    """The IPv4 address of the interface holding the default route, else of the first
+    interface with one (not loopback), else 127.0.0.1. Read from /proc and SIOCGIFADDR, not
+    netlink: this runs inside event loops (uvloop among them) that cannot host pyroute2's."""
+    default_if = ""
     try:
-        from pyroute2 import IPRoute
-
-        with IPRoute() as ipr:
-            oif = None
-            for route in ipr.get_default_routes(family=socket.AF_INET):
-                oif = route.get_attr("RTA_OIF")
-                if oif is not None:
+        with open("/proc/net/route") as f:
+            next(f, None)
+            for line in f:
+                fields = line.split()
+                if len(fields) > 7 and fields[1] == "00000000" and fields[7] == "00000000":
+                    default_if = fields[0]
                     break
-            for addr in ipr.get_addr(family=socket.AF_INET):
-                ip = addr.get_attr("IFA_ADDRESS")
-                if ip and not ip.startswith("127.") and (oif is None or addr["index"] == oif):
-                    return ip
-    except Exception:
+    except OSError:
         pass
+    names = [name for _, name in socket.if_nameindex() if name != "lo"]
+    for name in ([default_if] if default_if else []) + names:
+        ip = _interface_ipv4(name)
+        if ip and not ip.startswith("127."):
+            return ip
     return "127.0.0.1"
+
+
+def _interface_ipv4(name: str) -> str:
+    import fcntl
+    import struct
+
+    SIOCGIFADDR = 0x8915
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            packed = fcntl.ioctl(s.fileno(), SIOCGIFADDR, struct.pack("256s", name.encode()[:15]))
+        except OSError:
+            return ""
+    return socket.inet_ntoa(packed[20:24])
