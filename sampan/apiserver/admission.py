@@ -241,12 +241,16 @@ class Admission:
             return
         mine = self._own_node_ports(old)
         name = svc["metadata"].get("name", "")
+        # A LoadBalancer may do without node ports (allocateLoadBalancerNodePorts: false): then
+        # only the ones asked for are taken.
+        allocate = kind == "NodePort" or spec.get("allocateLoadBalancerNodePorts", True) is not False
         for i, port in enumerate(spec.get("ports") or []):
             if port.get("nodePort"):
                 if port["nodePort"] not in mine:
                     self._claim_node_port(port["nodePort"], name, f"spec.ports[{i}].nodePort")
                 continue
-            port["nodePort"] = self.api.node_ports.allocate()
+            if allocate:
+                port["nodePort"] = self.api.node_ports.allocate()
         local = spec.get("externalTrafficPolicy") == "Local"
         if kind == "LoadBalancer" and local and not spec.get("healthCheckNodePort"):
             spec["healthCheckNodePort"] = self.api.node_ports.allocate()

@@ -5,10 +5,11 @@ What is in use is what the watch cache's Services hold, plus what was handed out
 moments and is not yet visible there. ``.1`` of the service CIDR is the ``kubernetes``
 Service's.
 
-A value handed out stays reserved until the cache shows it (then the cache alone keeps it, so
-deleting the Service frees it at once) or for PENDING_TTL seconds. A write that fails after
-allocating gives its values back when it runs inside ``transaction()``, as upstream's
-allocation transactions revert a failed create.
+A value handed out stays reserved until the cache has caught up with the write that took it
+(then the cache alone keeps it, so deleting the Service frees it at once), until the cache is
+seen to hold it, or for PENDING_TTL seconds. Writes run inside ``transaction()``: a write that
+fails gives its values back, as upstream's allocation transactions revert a failed create, and
+one that succeeds tells the allocators its revision with ``Transaction.committed``.
 """
 
 from __future__ import annotations
@@ -19,25 +20,45 @@ import ipaddress
 import random
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any, Callable, Generic, Hashable, Iterable, TypeVar
 
 T = TypeVar("T", bound=Hashable)
 
-# The reservations made by the write in progress (an asyncio task's context), to give back if
-# it fails.
-_CURRENT: contextvars.ContextVar[list[tuple["_Reservations[Any]", Any]] | None] = \
+
+@dataclass(slots=True)
+class _Pending:
+    since: float
+    revision: int | None = None  # of the write that took the value, once it is stored
+
+
+@dataclass
+class Transaction:
+    """The reservations of one write."""
+
+    reserved: list[tuple["_Reservations[Any]", Any]] = field(default_factory=list)
+
+    def committed(self, revision: int) -> None:
+        """The write is stored at ``revision``: its values are pending only until the cache
+        reaches it."""
+        for allocator, value in self.reserved:
+            allocator.committed(value, revision)
+
+
+# The transaction of the write in progress (an asyncio task's context).
+_CURRENT: contextvars.ContextVar[Transaction | None] = \
     contextvars.ContextVar("sampan_ipalloc_transaction", default=None)
 
 
 @contextlib.contextmanager
-def transaction() -> Iterator[None]:
+def transaction() -> Iterator[Transaction]:
     """Release every value reserved inside the block if the block raises."""
-    reserved: list[tuple[_Reservations[Any], Any]] = []
-    token = _CURRENT.set(reserved)
+    txn = Transaction()
+    token = _CURRENT.set(txn)
     try:
-        yield
+        yield txn
     except BaseException:
-        for allocator, value in reversed(reserved):
+        for allocator, value in reversed(txn.reserved):
             allocator.release(value)
         raise
     finally:
@@ -45,29 +66,38 @@ def transaction() -> Iterator[None]:
 
 
 class _Reservations(Generic[T]):
-    """Values in use: those the cache shows and those handed out in the last PENDING_TTL s."""
+    """Values in use: those the cache shows and those handed out and not yet visible there."""
 
     PENDING_TTL = 30.0
 
-    def __init__(self, in_use: Callable[[], Iterable[T]]):
+    def __init__(self, in_use: Callable[[], Iterable[T]],
+                 cache_revision: Callable[[], int] | None = None):
         self._in_use = in_use
-        self._pending: dict[T, float] = {}
+        self._cache_revision = cache_revision
+        self._pending: dict[T, _Pending] = {}
         self._rng = random.Random()
 
     def used(self) -> set[T]:
         now = time.monotonic()
         used = set(self._in_use())
-        # A value the cache shows is the cache's to keep (and to free when its Service goes).
-        self._pending = {v: t for v, t in self._pending.items()
-                         if now - t < self.PENDING_TTL and v not in used}
+        cached = self._cache_revision() if self._cache_revision is not None else None
+        self._pending = {v: p for v, p in self._pending.items()
+                         if now - p.since < self.PENDING_TTL and v not in used
+                         and not (p.revision is not None and cached is not None
+                                  and cached >= p.revision)}
         used.update(self._pending)
         return used
 
     def reserve(self, value: T) -> None:
-        self._pending[value] = time.monotonic()
-        reserved = _CURRENT.get()
-        if reserved is not None:
-            reserved.append((self, value))
+        self._pending[value] = _Pending(time.monotonic())
+        txn = _CURRENT.get()
+        if txn is not None:
+            txn.reserved.append((self, value))
+
+    def committed(self, value: T, revision: int) -> None:
+        pending = self._pending.get(value)
+        if pending is not None:
+            pending.revision = revision
 
     def release(self, value: T) -> None:
         """Give back a value reserved for a write that did not happen."""
@@ -75,8 +105,9 @@ class _Reservations(Generic[T]):
 
 
 class ClusterIPAllocator(_Reservations[str]):
-    def __init__(self, cidr: str, in_use: Callable[[], Iterable[str]]):
-        super().__init__(in_use)
+    def __init__(self, cidr: str, in_use: Callable[[], Iterable[str]],
+                 cache_revision: Callable[[], int] | None = None):
+        super().__init__(in_use, cache_revision)
         self.network = ipaddress.ip_network(cidr)
 
     @property
@@ -122,8 +153,9 @@ class ClusterIPAllocator(_Reservations[str]):
 class NodePortAllocator(_Reservations[int]):
     """Node ports for NodePort and LoadBalancer Services."""
 
-    def __init__(self, low: int, high: int, in_use: Callable[[], Iterable[int]]):
-        super().__init__(in_use)
+    def __init__(self, low: int, high: int, in_use: Callable[[], Iterable[int]],
+                 cache_revision: Callable[[], int] | None = None):
+        super().__init__(in_use, cache_revision)
         self.low, self.high = low, high
 
     def allocate(self) -> int:

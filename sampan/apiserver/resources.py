@@ -19,7 +19,7 @@ from aiohttp import web
 from sampan.api import errors
 from sampan.api.errors import StatusError
 from sampan.api.registry import Resource
-from sampan.apiserver import conversion, strategy
+from sampan.apiserver import conversion, ipalloc, strategy
 from sampan.api import protobuf
 from sampan.apiserver.negotiation import (
     JSON,
@@ -504,14 +504,17 @@ class ResourceHandlers:
                                generated_name: bool = False) -> Entry:
         """The tail of every create (POST, create-on-PUT, server-side apply): admission,
         validation, ownership, storage."""
-        await self.api.admission.admit(resource, obj, None, ctx, "CREATE")
-        self.validate(resource, obj, None)
-        await self.api.admission.validate(resource, obj, None, ctx, "CREATE")
-        if track:
-            self.api.fields.track(resource, None, obj, manager, "")
-        ttl = EVENT_TTL if resource.resource == "events" else 0
-        return await self.api.storage.create(resource, obj, ctx, ttl=ttl,
-                                             generated_name=generated_name)
+        with ipalloc.transaction() as allocations:  # a failed create keeps no IP or port
+            await self.api.admission.admit(resource, obj, None, ctx, "CREATE")
+            self.validate(resource, obj, None)
+            await self.api.admission.validate(resource, obj, None, ctx, "CREATE")
+            if track:
+                self.api.fields.track(resource, None, obj, manager, "")
+            ttl = EVENT_TTL if resource.resource == "events" else 0
+            entry = await self.api.storage.create(resource, obj, ctx, ttl=ttl,
+                                                  generated_name=generated_name)
+            allocations.committed(entry.revision)
+            return entry
 
     def updated_object(self, resource: Resource, current: Entry, new: dict[str, Any],
                        manager: str, subresource: str, ctx: Context,
@@ -549,8 +552,11 @@ class ResourceHandlers:
 
     async def _guaranteed(self, resource: Resource, info: RequestInfo, ctx: Context,
                           mutate, pinned: int = 0) -> Entry:
-        entry, _created = await self.api.storage.guaranteed_update(
-            resource, info.namespace, info.name, ctx, mutate, pinned_revision=pinned)
+        with ipalloc.transaction() as allocations:  # a failed update keeps no new IP or port
+            entry, _created = await self.api.storage.guaranteed_update(
+                resource, info.namespace, info.name, ctx, mutate, pinned_revision=pinned)
+            if entry is not None:
+                allocations.committed(entry.revision)
         if entry is None:
             raise errors.not_found_error(resource.resource, info.name, resource.group)
         return entry

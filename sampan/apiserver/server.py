@@ -101,8 +101,11 @@ class APIServer:
         self.system_user = UserInfo("system:apiserver", groups=(MASTERS,))
         services = self.registry.get("", "v1", "services")
         assert services is not None
-        self.allocator = ClusterIPAllocator(service_cidr, lambda: self._service_ips(services))
-        self.node_ports = NodePortAllocator(30000, 32767, lambda: self._node_ports(services))
+        cache_revision = lambda: self.storage.cache(services).revision  # noqa: E731
+        self.allocator = ClusterIPAllocator(service_cidr, lambda: self._service_ips(services),
+                                            cache_revision)
+        self.node_ports = NodePortAllocator(30000, 32767, lambda: self._node_ports(services),
+                                            cache_revision)
         self.metrics = Metrics()
         self.cluster_info: str | None = None  # kubeconfig text for kube-public/cluster-info
         self.kubelet = None  # the KubeletClient (apiserver/kubelet.py) once run.py gives it one

@@ -82,6 +82,7 @@ KNOWN_CONTROLLERS: dict[str, tuple[str, Builder]] = {
     "endpoints-controller": ("sampan.controllers.endpoints:EndpointsController", _plain),
     "endpointslice-controller": ("sampan.controllers.endpointslice:EndpointSliceController",
                                  _plain),
+    "service-lb-controller": ("sampan.controllers.servicelb:ServiceLBController", _plain),
     "serviceaccount-controller": ("sampan.controllers.serviceaccount:ServiceAccountController",
                                   _plain),
     "resourcequota-controller": ("sampan.controllers.resourcequota:ResourceQuotaController",
