@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DATA_DIR ?= .sampan
 
-.PHONY: install run test test-unit test-e2e bench bench-scheduler bench-pod-startup clean
+.PHONY: install run test test-unit test-e2e bench bench-scheduler bench-pod-startup bench-service clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt scripts/install.sh
 	bash scripts/install.sh $(VENV)
@@ -12,7 +12,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt scripts/install.sh
 install: $(VENV)/.installed
 
 run: install
-	$(VENV)/bin/sampan up --data-dir $(DATA_DIR)
+	$(VENV)/bin/sampan up --data-dir $(DATA_DIR) --sample-app
 
 test: install
 	$(PY) -m pytest -q -p no:cacheprovider tests
@@ -31,6 +31,9 @@ bench-scheduler: install
 
 bench-pod-startup: install
 	$(PY) -m bench.pod_startup
+
+bench-service: install
+	$(PY) -m bench.service
 
 clean:
 	rm -rf $(VENV) $(DATA_DIR)

@@ -73,10 +73,15 @@ def host_key(domain: str) -> str:
     return domain.removeprefix("http://").removeprefix("https://").rstrip("/")
 
 
-def is_insecure(domain: str, insecure: set[str] | frozenset[str]) -> bool:
+def is_local(domain: str) -> bool:
     host = urlsplit("//" + domain).hostname or domain
-    if host in _LOCAL_HOSTS or f"[{host}]" in _LOCAL_HOSTS:
+    return host in _LOCAL_HOSTS or f"[{host}]" in _LOCAL_HOSTS
+
+
+def is_insecure(domain: str, insecure: set[str] | frozenset[str]) -> bool:
+    if is_local(domain):
         return True
+    host = urlsplit("//" + domain).hostname or domain
     return domain in {host_key(h) for h in insecure} or host in {host_key(h) for h in insecure}
 
 
@@ -117,7 +122,21 @@ class RegistryClient:
             connector = aiohttp.TCPConnector(ssl=self.ssl_context) \
                 if self.ssl_context is not None else None
             self._session = aiohttp.ClientSession(timeout=self._timeout, connector=connector)
+        if is_local(self.domain) and self.base.startswith("http://"):
+            await self._prefer_https()
         return self
+
+    async def _prefer_https(self) -> None:
+        """A registry on this machine may speak HTTPS or plain HTTP (Docker and containerd
+        allow both for localhost): HTTPS when it answers TLS, else HTTP."""
+        assert self._session is not None
+        https = "https://" + self.base.removeprefix("http://")
+        try:
+            async with self._session.get(https + "/v2/", allow_redirects=False) as resp:
+                resp.release()
+        except (aiohttp.ClientError, OSError, TimeoutError):
+            return
+        self.base = https
 
     async def __aexit__(self, *exc) -> None:
         await self.close()
