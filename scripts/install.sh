@@ -3,7 +3,7 @@
 # and the Python packages into a virtual environment.
 set -euo pipefail
 VENV="${1:-.venv}"
-DEBIAN_PACKAGES=(etcd-server etcd-client runc conmon catatonit busybox-static iproute2 nftables iptables conntrack skopeo)
+DEBIAN_PACKAGES=(etcd-server etcd-client runc conmon catatonit busybox-static iproute2 nftables iptables conntrack skopeo gcc libc6-dev)
 
 missing=()
 for pkg in "${DEBIAN_PACKAGES[@]}"; do

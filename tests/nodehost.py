@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 CGROUP_FS = Path("/sys/fs/cgroup")
@@ -75,6 +76,7 @@ class AgentHost:
         self.run_dir = Path(f"/run/sampan-test-{net.tag}/{node_name}")
         self.data_dir: Path | None = None
         self.process: subprocess.Popen | None = None
+        self._relaunch: Callable[[], subprocess.Popen] | None = None
         self.log_path: Path | None = None
 
     def create(self) -> None:
@@ -95,22 +97,37 @@ class AgentHost:
 
     def start(self, kubeconfig: str, data_dir: Path, *extra: str) -> subprocess.Popen:
         self.start_args = (kubeconfig, data_dir, *extra)
+        self._relaunch = lambda: self.start(kubeconfig, data_dir, *extra)
+        return self._launch(["--kubeconfig", kubeconfig], data_dir, extra)
+
+    def join(self, server_url: str, token: str, data_dir: Path, *extra: str) -> subprocess.Popen:
+        """``sampan agent --server URL --token TOKEN``: join as another machine would, with
+        nothing but the join token (no kubeconfig, no CA file)."""
+        self._relaunch = lambda: self.join(server_url, token, data_dir, *extra)
+        return self._launch(["--server", server_url, "--token", token], data_dir, extra)
+
+    def agent_command(self, auth: list[str], data_dir: Path, *extra: str) -> list[str]:
+        """The ``sampan agent`` command line of this host (run it with ``nsenter``)."""
+        return ["nsenter", f"--net=/run/netns/{self.netns}", sys.executable, "-m",
+                "sampan.cli.main", "agent", *auth, "--node-name", self.node_name,
+                "--agent-data-dir", str(data_dir), "--run-dir", str(self.run_dir),
+                "--node-ip", self.ip, "--cgroup-root", self.cgroup_root, *extra]
+
+    def _launch(self, auth: list[str], data_dir: Path, extra: tuple[str, ...]) -> subprocess.Popen:
         self.data_dir = data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = data_dir.parent / f"{self.node_name}.log"
         log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(
-            ["nsenter", f"--net=/run/netns/{self.netns}", sys.executable, "-m", "sampan.cli.main",
-             "agent", "--kubeconfig", kubeconfig, "--node-name", self.node_name,
-             "--agent-data-dir", str(data_dir), "--run-dir", str(self.run_dir),
-             "--node-ip", self.ip, "--cgroup-root", self.cgroup_root, *extra],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.process = subprocess.Popen(self.agent_command(auth, data_dir, *extra),
+                                        stdout=log, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
         log.close()
         return self.process
 
     def restart(self) -> subprocess.Popen:
+        assert self._relaunch is not None, "restart() of an agent that never started"
         self.stop()
-        return self.start(*self.start_args)
+        return self._relaunch()
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
         if self.process is None or self.process.poll() is not None:

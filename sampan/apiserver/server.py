@@ -23,6 +23,7 @@ from sampan.apiserver import discovery, openapi, tables
 from sampan.apiserver.serviceaccounts import ServiceAccountAuthenticator, TokenIssuer
 from sampan.apiserver.admission import SYSTEM_PRIORITY_CLASSES, Admission
 from sampan.apiserver.auth import (
+    ANONYMOUS,
     ALLOW,
     MASTERS,
     Attributes,
@@ -338,9 +339,15 @@ class APIServer:
         path = request.path
         if path in UNAUTHENTICATED_PATHS or path.startswith(("/healthz/", "/livez/", "/readyz/")):
             return self._health(path)
-        user = self.authn.authenticate_header(request.headers.get("Authorization"))
-        if user is None:
-            raise errors.unauthorized()
+        authorization = request.headers.get("Authorization")
+        if authorization:
+            user = self.authn.authenticate_header(authorization)
+            if user is None:  # credentials given but not valid
+                raise errors.unauthorized()
+        else:
+            # No credentials: the anonymous user, left to RBAC (upstream's --anonymous-auth
+            # default); it may read /version, the health checks and kube-public/cluster-info.
+            user = ANONYMOUS
         if "Impersonate-User" in request.headers or "Impersonate-Group" in request.headers:
             user = self._impersonate(request, user)
         attrs = Attributes(user, info.verb if info.resource_request else request.method.lower(),

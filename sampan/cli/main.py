@@ -269,7 +269,7 @@ def agent_config(args: argparse.Namespace, *, ca_file: str = ""):
 
 
 async def run_agent(args: argparse.Namespace) -> int:
-    from sampan.client import Client
+    from sampan.client import ApiError, Client
     from sampan.client.config import Config, load_kubeconfig
     from sampan.node.run import run_agent as run
 
@@ -301,6 +301,12 @@ async def run_agent(args: argparse.Namespace) -> int:
     client = Client(config)
     try:
         await run(client, agent_config(args, ca_file=ca_file), _stop_on_signals())
+    except ApiError as e:
+        if e.code not in (401, 403):
+            raise
+        print(f"sampan agent: the API server at {config.server} refused this node "
+              f"({e.code} {e.reason}): check the token", file=sys.stderr)
+        return 2
     finally:
         await client.close()
     return 0

@@ -62,6 +62,40 @@ class NodeCluster:
             self.wait_node_ready(name)
         return host
 
+    def join_node(self, name: str, token: str, *extra: str, wait: bool = True) -> AgentHost:
+        """A node that joins as another machine would: ``sampan agent --server URL --token
+        TOKEN``, no kubeconfig and no CA file (it discovers and pins the CA)."""
+        host = self.net.add_host(name)
+        data_dir = self.work / name
+        seed_images(data_dir)
+        process = host.join(self.server.url, token, data_dir, "--sync-frequency", "3", *extra)
+        self.hosts[name] = host
+        if wait:
+            def ready() -> bool:
+                if process.poll() is not None:
+                    raise AssertionError(f"the agent of {name} exited with {process.returncode}:"
+                                         f"\n{host.logs()[-3000:]}")
+                r = self.kubectl_run("get", "node", name, "-o", "jsonpath={.status.conditions"
+                                     "[?(@.type=='Ready')].status}", check=False)
+                return r.stdout.strip() == "True"
+            wait_for(ready, 90, f"node {name} Ready", lambda: host.logs()[-3000:])
+        return host
+
+    def join_token(self) -> str:
+        """What ``sampan server`` prints to join a node: ``K10<sha256 of the CA>::node:<node
+        token>`` (sampan.apiserver.pki.join_token), from the server's data directory."""
+        from sampan.apiserver.pki import JOIN_TOKEN_PREFIX, ca_hash
+
+        pki = self.server.data_dir / "pki"
+        secret = (pki / "node.token").read_text().strip()
+        return f"{JOIN_TOKEN_PREFIX}{ca_hash((pki / 'ca.crt').read_bytes())}::node:{secret}"
+
+    def exec(self, ns: str, pod: str, *command: str,
+             timeout: float = 60) -> subprocess.CompletedProcess:
+        """``kubectl exec`` in a pod's (first) container; the caller checks the result."""
+        return self.kubectl_run("exec", "-n", ns, pod, "--", *command, check=False,
+                                timeout=timeout)
+
     def wait_node_ready(self, name: str, timeout: float = 90) -> None:
         def ready() -> bool:
             r = self.kubectl_run("get", "node", name, "-o",

@@ -67,11 +67,15 @@ def test_version_and_health_need_no_credentials(server):
         assert r.read() == b"ok"
 
 
-def test_unauthenticated_requests_get_401(server):
+def test_anonymous_requests_are_left_to_rbac_and_bad_tokens_get_401(server):
     code, body = raw(server, "GET", "/api/v1/namespaces", token="")
+    assert code == 403 and body["reason"] == "Forbidden"
+    assert 'User "system:anonymous" cannot list resource "namespaces"' in body["message"]
+    code, body = raw(server, "GET", "/api/v1/namespaces/kube-public/configmaps/cluster-info",
+                     token="")
+    assert code == 200 and "certificate-authority-data" in body["data"]["kubeconfig"]
+    code, body = raw(server, "GET", "/api/v1/namespaces", token="not-a-token")
     assert code == 401 and body["reason"] == "Unauthorized"
-    code, _ = raw(server, "GET", "/api/v1/namespaces", token="not-a-token")
-    assert code == 401
 
 
 def test_crud(core, ns):
