@@ -5,8 +5,9 @@ hollow nodes or a real node agent do it)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 from sampan.client import ApiError, Client, retry_on_conflict
@@ -92,3 +93,19 @@ async def set_pod_status(client: Client, namespace: str, name: str, *, phase: st
             pod = {**pod, "metadata": {**pod["metadata"], "resourceVersion": None}}
         return await client.update("v1", "pods", pod, namespace=namespace, subresource="status")
     return await retry_on_conflict(write)
+
+
+@contextlib.asynccontextmanager
+async def running_controllers(client: Client, controllers: Sequence[Any]) -> AsyncIterator[Any]:
+    """A ControllerManager running ``controllers`` (without leader election) for the block."""
+    from sampan.controllers.manager import ControllerManager
+
+    manager = ControllerManager(client, tuple(controllers), leader_election=False)
+    stop = asyncio.Event()
+    task = asyncio.create_task(manager.run(stop))
+    try:
+        await asyncio.wait_for(manager.leading.wait(), 30)
+        yield manager
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 15)

@@ -16,7 +16,8 @@ from sampan.client import ApiError, Client, load_kubeconfig
 from sampan.controllers.endpoints import EndpointsController
 from sampan.controllers.endpointslice import EndpointSliceController
 from sampan.controllers.manager import ControllerManager
-from tests.integration.helpers import eventually, exists, new_namespace, set_pod_status
+from tests.integration.helpers import (eventually, exists, new_namespace, running_controllers,
+                                       set_pod_status)
 
 SERVICE_PORT_TCP_80 = ('core.ServicePort{Name:"", Protocol:"TCP", AppProtocol:(*string)(nil), '
                        'Port:80, TargetPort:intstr.IntOrString{Type:0, IntVal:0, StrVal:""}, '
@@ -31,14 +32,9 @@ async def client(kubeconfig: str) -> AsyncIterator[Client]:
 
 @pytest.fixture
 async def endpoint_controllers(client: Client) -> AsyncIterator[ControllerManager]:
-    manager = ControllerManager(client, (EndpointsController, EndpointSliceController),
-                                leader_election=False)
-    stop = asyncio.Event()
-    task = asyncio.create_task(manager.run(stop))
-    await asyncio.wait_for(manager.leading.wait(), 30)
-    yield manager
-    stop.set()
-    await asyncio.wait_for(task, 15)
+    async with running_controllers(client, (EndpointsController,
+                                            EndpointSliceController)) as manager:
+        yield manager
 
 
 def svc(name: str, **spec: Any) -> dict[str, Any]:

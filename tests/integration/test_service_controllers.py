@@ -16,7 +16,8 @@ from sampan.controllers.endpointslice import EndpointSliceController
 from sampan.controllers.manager import ControllerManager
 from sampan.controllers.resourcequota import ResourceQuotaController
 from sampan.controllers.serviceaccount import ServiceAccountController
-from tests.integration.helpers import eventually, new_namespace, set_pod_status
+from tests.integration.helpers import (eventually, new_namespace, running_controllers,
+                                       set_pod_status)
 
 CONTROLLERS = (EndpointsController, EndpointSliceController, ServiceAccountController,
                ResourceQuotaController, DisruptionController)
@@ -30,13 +31,8 @@ async def client(kubeconfig: str) -> AsyncIterator[Client]:
 
 @pytest.fixture
 async def controllers(client: Client) -> AsyncIterator[ControllerManager]:
-    manager = ControllerManager(client, CONTROLLERS, leader_election=False)
-    stop = asyncio.Event()
-    task = asyncio.create_task(manager.run(stop))
-    await asyncio.wait_for(manager.leading.wait(), 30)
-    yield manager
-    stop.set()
-    await asyncio.wait_for(task, 15)
+    async with running_controllers(client, CONTROLLERS) as manager:
+        yield manager
 
 
 def pod(name: str, labels: dict[str, str], *, ports: dict[str, int] | None = None,

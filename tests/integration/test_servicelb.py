@@ -16,7 +16,8 @@ from sampan.client import ApiError, Client, load_kubeconfig
 from sampan.controllers.endpointslice import EndpointSliceController
 from sampan.controllers.manager import ControllerManager
 from sampan.controllers.servicelb import ServiceLBController, can_host, ingress_ips
-from tests.integration.helpers import eventually, new_namespace, set_pod_status
+from tests.integration.helpers import (eventually, new_namespace, running_controllers,
+                                       set_pod_status)
 
 
 @pytest.fixture
@@ -27,14 +28,9 @@ async def client(kubeconfig: str) -> AsyncIterator[Client]:
 
 @pytest.fixture
 async def controllers(client: Client) -> AsyncIterator[ControllerManager]:
-    manager = ControllerManager(client, (ServiceLBController, EndpointSliceController),
-                                leader_election=False)
-    stop = asyncio.Event()
-    task = asyncio.create_task(manager.run(stop))
-    await asyncio.wait_for(manager.leading.wait(), 30)
-    yield manager
-    stop.set()
-    await asyncio.wait_for(task, 15)
+    async with running_controllers(client, (ServiceLBController,
+                                            EndpointSliceController)) as manager:
+        yield manager
 
 
 def _ready(status: bool) -> dict[str, Any]:

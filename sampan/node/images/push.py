@@ -37,7 +37,7 @@ from sampan.node.images.build import tar_info
 from sampan.node.images.layer import WHITEOUT_OPAQUE, WHITEOUT_PREFIX
 from sampan.node.images.reference import parse
 from sampan.node.images.registry import (
-    AuthError, Credentials, RegistryClient, RegistryError, parse_challenge)
+    AuthError, Credentials, RegistryClient, RegistryError, error_detail, parse_challenge)
 
 log = logging.getLogger(__name__)
 
@@ -218,12 +218,7 @@ class PushClient(RegistryClient):
 
     @staticmethod
     async def _failure(resp: aiohttp.ClientResponse, what: str) -> RegistryError:
-        async with resp:
-            try:
-                errors = orjson.loads(await resp.content.read(64 << 10)).get("errors") or []
-                detail = "; ".join(f"{e.get('code', '')}: {e.get('message', '')}" for e in errors)
-            except (orjson.JSONDecodeError, AttributeError, aiohttp.ClientError):
-                detail = ""
+        detail = await error_detail(resp)
         msg = (f"{what}: unexpected status from {resp.method} request to {resp.url}: "
                f"{resp.status} {resp.reason}" + (f": {detail}" if detail else ""))
         return AuthError(msg) if resp.status == 403 else RegistryError(msg)

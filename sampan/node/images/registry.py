@@ -99,6 +99,17 @@ def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
     return scheme.lower(), params
 
 
+async def error_detail(resp: aiohttp.ClientResponse) -> str:
+    """The distribution spec's ``errors`` of a failed response as "CODE: message; ..." (empty
+    when the body has none); the response is released."""
+    async with resp:
+        try:
+            errors = orjson.loads(await resp.content.read(64 << 10)).get("errors") or []
+            return "; ".join(f"{e.get('code', '')}: {e.get('message', '')}" for e in errors)
+        except (orjson.JSONDecodeError, AttributeError, aiohttp.ClientError):
+            return ""
+
+
 class RegistryClient:
     """One registry, one repository at a time; use as ``async with``."""
 
@@ -232,12 +243,7 @@ class RegistryClient:
 
     @staticmethod
     async def _status_error(resp: aiohttp.ClientResponse, what: str) -> RegistryError:
-        async with resp:
-            try:
-                errors = orjson.loads(await resp.content.read(64 << 10)).get("errors") or []
-                detail = "; ".join(f"{e.get('code', '')}: {e.get('message', '')}" for e in errors)
-            except (orjson.JSONDecodeError, AttributeError, aiohttp.ClientError):
-                detail = ""
+        detail = await error_detail(resp)
         msg = f"unexpected status from GET request to {resp.url}: {resp.status} {resp.reason}"
         if resp.status == 403:
             return AuthError(f"{_DENIED}: {msg}" + (f": {detail}" if detail else ""))
