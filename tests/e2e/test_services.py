@@ -330,6 +330,36 @@ def test_node_port_answers_from_the_host_and_inside_the_node(cluster: NodeCluste
     assert http_get(node_a, f"http://{node_a.ip}:{node_port}/").strip() in backends
 
 
+def test_load_balancer_gets_the_nodes_addresses_and_answers_on_them(cluster: NodeCluster,
+                                                                   app: App) -> None:
+    """Without a cloud, the service-lb-controller gives a LoadBalancer the Ready nodes'
+    addresses (k3s's servicelb) and the proxy serves the Service's port on them."""
+    apply(cluster, app.ns, service("web-lb", {"app": "web"}, type="LoadBalancer"))
+    node_ips = sorted(host.ip for host in cluster.hosts.values())
+
+    def published() -> list[str]:
+        status = cluster.json("get", "service", "web-lb", "-n", app.ns).get("status") or {}
+        return sorted(i.get("ip", "") for i in
+                      (status.get("loadBalancer") or {}).get("ingress") or [])
+    wait_for(lambda: published() == node_ips, 60, f"web-lb published on {node_ips}",
+             lambda: f"published {published()}")
+    backends = set(app.web_ips)
+    for ip in node_ips:
+        url = f"http://{ip}:80/"
+        seen: set[str] = set()
+
+        def reached_all() -> bool:
+            answer = get_from_root(url)
+            if answer is not None:
+                seen.add(answer)
+            return seen == backends
+        wait_for(reached_all, 60, f"{url} (the load balancer) reaching {backends}",
+                 lambda: f"seen {seen}")
+    events = cluster.kubectl("get", "events", "-n", app.ns, "--field-selector",
+                             "involvedObject.name=web-lb")
+    assert "EnsuredLoadBalancer" in events, events
+
+
 def refused(connect) -> bool:
     try:
         connect()
