@@ -125,6 +125,8 @@ def _agent_args(p: argparse.ArgumentParser, *, data_dir_alias: bool = True) -> N
                    help="seconds between re-reads of configMap/secret/token volumes")
     p.add_argument("--no-proxy", action="store_true",
                    help="do not run the service proxy (Services in nftables) on this node")
+    p.add_argument("--proxy-mode", choices=("auto", "nftables", "iptables"), default="auto",
+                   help="service proxy backend (auto: nftables, iptables where it is missing)")
     p.add_argument("--no-dns", action="store_true",
                    help="do not serve cluster DNS on this node's pod gateway")
     p.add_argument("--shutdown-on-exit", action="store_true",
@@ -265,7 +267,7 @@ def agent_config(args: argparse.Namespace, *, ca_file: str = ""):
         bridge=args.bridge, insecure_registries=list(args.insecure_registry),
         labels=dict(kv.split("=", 1) for kv in split(args.node_labels) if "=" in kv),
         sync_frequency=args.sync_frequency, shutdown_on_exit=args.shutdown_on_exit,
-        proxy=not args.no_proxy, dns_server=not args.no_dns)
+        proxy=not args.no_proxy, dns_server=not args.no_dns, proxy_mode=args.proxy_mode)
 
 
 async def run_agent(args: argparse.Namespace) -> int:
@@ -335,7 +337,7 @@ def _start_agent_process(args: argparse.Namespace, server, data_dir: Path):
             cmd += [flag, value]
     for registry in args.insecure_registry:
         cmd += ["--insecure-registry", registry]
-    cmd += ["--no-proxy"] if args.no_proxy else []
+    cmd += ["--no-proxy"] if args.no_proxy else ["--proxy-mode", args.proxy_mode]
     cmd += ["--no-dns"] if args.no_dns else []
     return subprocess.Popen(cmd, start_new_session=True)
 

@@ -70,7 +70,8 @@ class AgentConfig:
     register_taints: list[Object] = field(default_factory=list)
     sync_frequency: float = VOLUME_REFRESH_SECONDS
     shutdown_on_exit: bool = False
-    proxy: bool = True       # run the service proxy (nftables) for this node
+    proxy: bool = True       # run the service proxy for this node
+    proxy_mode: str = "auto"  # nftables, or iptables where nftables is missing
     dns_server: bool = True  # serve cluster DNS on the pod gateway (kube-dns's endpoint here)
 
     def __post_init__(self) -> None:

@@ -52,7 +52,8 @@ def build_agent(client: Client, config: AgentConfig) -> Agent:
         agent.node_services = NodeServices(
             client, config.node_name, agent.informers, node_ips=[agent.node_ip],
             cluster_cidrs=config.cluster_cidrs, service_cidrs=config.service_cidrs,
-            cluster_domain=config.cluster_domain, proxy=config.proxy, dns=config.dns_server)
+            cluster_domain=config.cluster_domain, proxy=config.proxy, dns=config.dns_server,
+            proxy_mode=config.proxy_mode)
     volumes.recorder = agent.recorder
     agent.env_lookup = volumes.lookup
     return agent

@@ -66,7 +66,7 @@ class NodeServices:
                  node_ips: Sequence[str] = (), cluster_cidrs: Sequence[str] = ("10.42.0.0/16",),
                  service_cidrs: Sequence[str] = ("10.43.0.0/16",), cluster_domain: str =
                  "cluster.local", proxy: bool = True, dns: bool = True, dns_port: int = DNS_PORT,
-                 min_sync_interval: float = 0.05):
+                 min_sync_interval: float = 0.05, proxy_mode: str = "auto"):
         self.client = client
         self.node_name = node_name
         self.informers = informers
@@ -81,7 +81,8 @@ class NodeServices:
 
             self.proxy = ServiceProxy(client, node_name, node_ips=node_ips,
                                       cluster_cidrs=cluster_cidrs, service_cidrs=service_cidrs,
-                                      min_sync_interval=min_sync_interval, informers=informers)
+                                      min_sync_interval=min_sync_interval, informers=informers,
+                                      mode=proxy_mode)
         self.dns: Any = None
         self._proxy_stop = asyncio.Event()
         self._proxy_task: asyncio.Task[None] | None = None
@@ -178,6 +179,4 @@ class NodeServices:
             await asyncio.gather(self._proxy_task, return_exceptions=True)
             self._proxy_task = None
         if remove and self.proxy is not None:
-            from sampan.proxy.kernel import delete_table
-
-            await delete_table(self.proxy.table, self.proxy.nft)
+            await self.proxy.delete_rules()

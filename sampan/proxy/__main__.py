@@ -13,7 +13,7 @@ from sampan.proxy.run import run_proxy
 
 def register(subparsers) -> argparse.ArgumentParser:
     """``sampan proxy``: the same options as ``python -m sampan.proxy``."""
-    parser = subparsers.add_parser("proxy", help="run the service proxy (nftables)")
+    parser = subparsers.add_parser("proxy", help="run the service proxy (nftables or iptables)")
     add_arguments(parser)
     parser.set_defaults(func=run)
     return parser
@@ -32,7 +32,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="an address that accepts NodePort traffic (repeatable)")
     parser.add_argument("--cluster-cidr", action="append", dest="cluster_cidrs")
     parser.add_argument("--service-cidr", action="append", dest="service_cidrs")
+    parser.add_argument("--mode", choices=("auto", "nftables", "iptables"), default="auto",
+                        help="rule backend; auto: nftables when `nft list tables` works, "
+                             "else iptables")
     parser.add_argument("--table", help="nftables table (default sampan-proxy-<node>)")
+    parser.add_argument("--iptables", default="iptables",
+                        help="iptables binary in iptables mode (iptables, iptables-legacy, "
+                             "iptables-nft); -restore/-save and ip6tables are derived from it")
+    parser.add_argument("--chain-prefix",
+                        help="iptables chain prefix (default SAMPAN-<hash of the node name>)")
     parser.add_argument("--min-sync-interval", type=float, default=0.05)
     parser.add_argument("--metrics-address", default="",
                         help="host:port to serve /metrics on (empty: none)")
@@ -42,7 +50,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    options = {"min_sync_interval": args.min_sync_interval}
+    options = {"min_sync_interval": args.min_sync_interval, "mode": args.mode,
+               "iptables": [args.iptables]}
+    if args.chain_prefix:
+        options["chain_prefix"] = args.chain_prefix
     if args.cluster_cidrs:
         options["cluster_cidrs"] = args.cluster_cidrs
     if args.service_cidrs:

@@ -6,6 +6,10 @@ Every sync generates the whole ruleset from the caches (level-triggered: an even
 the others apply the difference to the last ruleset applied, rewriting only chains that
 changed, so a sync stays cheap with many services and ClientIP affinity entries survive it.
 Syncs are rate-limited to one per ``min_sync_interval``: a burst of changes syncs once.
+
+``mode`` picks the backend: "nftables", "iptables" (``sampan.proxy.iptables``, the same
+service ports through ``iptables-restore``) or "auto" (nftables when ``nft list tables``
+works, else iptables; decided at the first sync).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Any
 from sampan.client import Client, InformerFactory, SharedInformer, strip_managed_fields
 from sampan.controllers.util import parse_time
 from sampan.proxy import metrics
+from sampan.proxy.iptables import IptablesBackend, Tables, detect_mode
 from sampan.proxy.kernel import apply_script, clear_udp_flows, delete_table, stale_udp_flows
 from sampan.proxy.model import Categorized, ServicePort, build_service_ports, categorize
 from sampan.proxy.rules import NodeInfo, Ruleset, build_ruleset, render_full, render_update
@@ -28,6 +33,7 @@ log = logging.getLogger(__name__)
 TRIGGER_TIME_ANNOTATION = "endpoints.kubernetes.io/last-change-trigger-time"
 RETRY_INTERVAL = 1.0
 MAX_RETRY_INTERVAL = 30.0
+MODES = ("auto", "nftables", "iptables")
 
 
 def default_table(node_name: str) -> str:
@@ -42,7 +48,10 @@ class ServiceProxy:
                  service_cidrs: Sequence[str] = ("10.43.0.0/16",), table: str | None = None,
                  min_sync_interval: float = 0.05, full_sync_period: float = 3600.0,
                  nft: Sequence[str] = ("nft",), conntrack: Sequence[str] = ("conntrack",),
-                 informers: InformerFactory | None = None):
+                 informers: InformerFactory | None = None, mode: str = "nftables",
+                 iptables: Sequence[str] = ("iptables",), chain_prefix: str | None = None):
+        if mode not in MODES:
+            raise ValueError(f"proxy mode {mode!r}: one of {', '.join(MODES)}")
         self.client = client
         self.node = NodeInfo(node_name, tuple(node_ips), tuple(cluster_cidrs),
                              tuple(service_cidrs))
@@ -50,6 +59,9 @@ class ServiceProxy:
         self.min_sync_interval = min_sync_interval
         self.full_sync_period = full_sync_period
         self.nft, self.conntrack = tuple(nft), tuple(conntrack)
+        self.mode = mode  # "auto" until the first sync decides
+        self.iptables = IptablesBackend(self.node, chain_prefix=chain_prefix,
+                                        iptables=iptables)
         # A shared factory (the node agent's) is its owner's to start and stop.
         self._own_informers = informers is None
         if informers is None:
@@ -81,6 +93,12 @@ class ServiceProxy:
         self._dirty.set()
 
     # -- sync ----------------------------------------------------------------------------------
+    def desired_ports(self) -> dict[str, tuple[ServicePort, Categorized]]:
+        """The service ports the caches call for, with their endpoints for this node."""
+        ports = build_service_ports(self.services.indexer.list(), self.slices.indexer.list())
+        return {f"{sp.key}/{sp.protocol}/{sp.family}": (sp, categorize(sp, self.node.name))
+                for sp in ports}
+
     def desired(self) -> tuple[Ruleset, dict[str, tuple[ServicePort, Categorized]]]:
         """The ruleset the caches call for (pure with respect to the caches)."""
         ports = build_service_ports(self.services.indexer.list(), self.slices.indexer.list())
@@ -88,28 +106,46 @@ class ServiceProxy:
                   for sp in ports}
         return build_ruleset(ports, self.node, self.table), by_key
 
-    async def sync_once(self, *, full: bool = False) -> Ruleset:
+    async def resolve_mode(self) -> str:
+        """The backend in use: "auto" becomes "nftables" or "iptables" once, here."""
+        if self.mode == "auto":
+            self.mode = await detect_mode(self.nft)
+            log.info("service proxy mode: %s", self.mode)
+        return self.mode
+
+    async def sync_once(self, *, full: bool = False) -> Ruleset | dict[int, Tables]:
         """Generate the ruleset and apply it: a difference to the last one applied, or the whole
-        table (first sync, ``full``, after a failure, or every ``full_sync_period``)."""
+        table (first sync, ``full``, after a failure, or every ``full_sync_period``). In
+        iptables mode the result is the chains of each IP family."""
         async with self._lock:
             start = time.perf_counter()
             triggers, self._trigger_times = self._trigger_times, []
-            ruleset, ports = self.desired()
-            full = (full or self.applied is None
+            iptables = await self.resolve_mode() == "iptables"
+            unknown = (self.iptables.applied is None) if iptables else (self.applied is None)
+            full = (full or unknown
                     or time.monotonic() - self._last_full > self.full_sync_period)
             try:
-                if full:
-                    await apply_script(render_full(ruleset), self.nft)
+                if iptables:
+                    ports = self.desired_ports()
+                    result: Ruleset | dict[int, Tables] = await self.iptables.sync(
+                        ports.values(), full=full)
                 else:
-                    await apply_script(render_update(self.applied, ruleset), self.nft)
+                    ruleset, ports = self.desired()
+                    if full:
+                        await apply_script(render_full(ruleset), self.nft)
+                    else:
+                        await apply_script(render_update(self.applied, ruleset), self.nft)
+                    result = ruleset
             except Exception:
                 metrics.SYNC_FAILURES.inc()
                 self.applied = None  # the table's state is unknown: replace it next time
+                self.iptables.forget()
                 self._trigger_times = triggers + self._trigger_times
                 raise
             if full:
                 self._last_full = time.monotonic()
-            self.applied = ruleset
+            if not iptables:
+                self.applied = ruleset
             self.syncs += 1
             elapsed = time.perf_counter() - start
             self._record(elapsed, full, ports, triggers)
@@ -118,7 +154,7 @@ class ServiceProxy:
                 await clear_udp_flows(stale, self.conntrack)
             log.debug("synced %d service ports in %.3fs (%s)", len(ports), elapsed,
                       "full" if full else "partial")
-            return ruleset
+            return result
 
     def _record(self, elapsed: float, full: bool, ports: dict[str, tuple[ServicePort, Categorized]],
                 triggers: list[float]) -> None:
@@ -152,9 +188,17 @@ class ServiceProxy:
             await self.services.stop()
             await self.slices.stop()
         if delete_rules:
-            async with self._lock:
+            await self.delete_rules()
+
+    async def delete_rules(self) -> None:
+        """Remove everything this proxy programmed (the nft table, or the iptables chains
+        and jumps of both IP families)."""
+        async with self._lock:
+            if await self.resolve_mode() == "iptables":
+                await self.iptables.delete()
+            else:
                 await delete_table(self.table, self.nft)
-                self.applied = None
+            self.applied = None
 
     async def run(self, stop: asyncio.Event, *, delete_rules_on_stop: bool = True) -> None:
         """Sync until ``stop`` is set (then remove the table unless told to keep it)."""

@@ -70,9 +70,34 @@ class Ruleset:
         old = self.chains.get(name) or Chain(())
         self.chains[name] = Chain(old.rules + rules, old.hook)
 
+    _pending: dict[str, tuple[list[str], set[str]]] = field(default_factory=dict, repr=False,
+                                                          compare=False)
+
     def add_elements(self, name: str, *elements: str) -> None:
-        old = self.sets[name]
-        self.sets[name] = NftSet(old.kind, old.spec, old.elements + elements, old.keep)
+        """Add elements to a set or map; a key already there keeps its first value (two
+        Services claiming one external address and port: the first one listed keeps it, where
+        a second ``add element`` would fail the whole transaction). ``finish`` writes them."""
+        if name not in self._pending:
+            current = self.sets[name].elements
+            self._pending[name] = (list(current), {_element_key(e) for e in current})
+        listed, keys = self._pending[name]
+        for element in elements:
+            key = _element_key(element)
+            if key not in keys:
+                keys.add(key)
+                listed.append(element)
+
+    def finish(self) -> Ruleset:
+        for name, (listed, _) in self._pending.items():
+            old = self.sets[name]
+            self.sets[name] = NftSet(old.kind, old.spec, tuple(listed), old.keep)
+        self._pending.clear()
+        return self
+
+
+def _element_key(element: str) -> str:
+    """The key of a set element or map entry (``key [comment "..."] : verdict``)."""
+    return element.split(" : ", 1)[0].split(" comment ", 1)[0].strip()
 
 
 # -- names ------------------------------------------------------------------------------------
@@ -318,7 +343,7 @@ def build_ruleset(ports: Iterable[ServicePort], node: NodeInfo, table: str) -> R
     _add_base(rs, node, _families(node, ports))
     for sp in ports:
         _add_service_port(rs, sp, categorize(sp, node.name), node)
-    return rs
+    return rs.finish()
 
 
 # -- rendering ------------------------------------------------------------------------------

@@ -13,7 +13,8 @@ from sampan.proxy.proxier import ServiceProxy
 async def run_proxy(kubeconfig: str | os.PathLike[str], stop: asyncio.Event, node_name: str,
                     node_ips: Sequence[str], **options) -> None:
     """Run the service proxy of ``node_name`` until ``stop`` is set; ``options`` go to
-    ServiceProxy (cluster_cidrs, service_cidrs, table, min_sync_interval, nft, ...)."""
+    ServiceProxy (cluster_cidrs, service_cidrs, table, min_sync_interval, nft, mode,
+    iptables, chain_prefix, ...)."""
     config = load_kubeconfig(kubeconfig)
     config.user_agent = "sampan-proxy"
     async with Client(config) as client:

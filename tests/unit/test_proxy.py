@@ -132,6 +132,17 @@ def test_load_balancer_ingress_and_external_ips_are_captured():
     assert "5.6.7.8" not in text and "fd00::1" not in text
 
 
+def test_two_services_claiming_one_external_address_and_port_keep_the_sync_valid():
+    """A second map entry for one key would fail the whole nft transaction (File exists): the
+    first Service keeps the address and port, the rest of the ruleset still applies."""
+    one = service("one", "10.43.0.51", externalIPs=["192.168.99.50"])
+    two = service("two", "10.43.0.52", externalIPs=["192.168.99.50"])
+    text = script([one, two], [endpoint_slice("one", endpoint("10.42.0.3")),
+                               endpoint_slice("two", endpoint("10.42.0.4"))])
+    assert text.count("192.168.99.50 . tcp . 80 :") == 1
+    assert "10.43.0.51 . tcp . 80 :" in text and "10.43.0.52 . tcp . 80 :" in text
+
+
 def test_service_without_endpoints_is_rejected_not_routed():
     svc = service("empty", "10.43.0.46", {"name": "p80", "port": 80, "nodePort": 30082},
                   type="NodePort", externalIPs=["192.168.99.44"])
