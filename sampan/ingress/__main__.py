@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import logging.handlers
 import signal
 
 from sampan.ingress.run import default_addresses, parse_address, run_ingress
@@ -45,12 +46,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="do not redirect HTTP to HTTPS for hosts with TLS")
     parser.add_argument("--metrics-address", default="",
                         help="host:port for /metrics and /healthz (default: none)")
+    parser.add_argument("--access-log", default="-",
+                        help="where access log lines go: '-' (stderr), a file, or 'off'")
     parser.add_argument("-v", "--verbose", action="store_true")
+
+
+ACCESS_FLUSH_SECONDS = 1.0
+
+
+def setup_access_log(where: str) -> logging.handlers.MemoryHandler | None:
+    """Access lines are buffered and written in batches (at 512 lines or every second, as
+    nginx's ``access_log ... buffer= flush=``): a flush per request line cost more than the
+    proxying itself."""
+    access = logging.getLogger("sampan.ingress.access")
+    access.propagate = False
+    if where == "off":
+        access.disabled = True
+        return None
+    target = logging.StreamHandler() if where == "-" else logging.FileHandler(where)
+    target.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    buffered = logging.handlers.MemoryHandler(512, flushLevel=logging.ERROR, target=target,
+                                              flushOnClose=True)
+    access.addHandler(buffered)
+    access.setLevel(logging.INFO)
+    return buffered
 
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args.access_handler = setup_access_log(args.access_log)
     try:
         import uvloop
         uvloop.run(_run(args))
@@ -68,6 +93,14 @@ async def _run(args: argparse.Namespace) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     metrics = await serve_metrics(args.metrics_address)
+    handler = getattr(args, "access_handler", None)
+    flusher = None
+    if handler is not None:
+        def flush() -> None:
+            nonlocal flusher
+            handler.flush()
+            flusher = loop.call_later(ACCESS_FLUSH_SECONDS, flush)
+        flusher = loop.call_later(ACCESS_FLUSH_SECONDS, flush)
     config = load_config(args.kubeconfig)
     config.user_agent = "sampan-ingress"
     try:
@@ -81,6 +114,10 @@ async def _run(args: argparse.Namespace) -> None:
                 class_name=args.ingress_class, create_class=not args.no_create_class,
                 ssl_redirect=not args.no_ssl_redirect)
     finally:
+        if flusher is not None:
+            flusher.cancel()
+        if handler is not None:
+            handler.flush()
         if metrics is not None:
             await metrics.cleanup()
 

@@ -2,15 +2,23 @@
 
 ``python -m sampan.ingress.bench`` starts a tiny keep-alive HTTP backend, the proxy with a
 static routing table and an asyncio load client, each in its own process, and prints both
-rates and their ratio. The backend answers from a raw protocol so that it is not the limit.
+rates and their ratio, plus the proxy processes' CPU per request (utime + stime from
+``/proc``). The backend answers from a raw protocol so that it is not the limit.
+``--access-log FILE`` logs as ``sampan ingress`` does (INFO, one line per request) into FILE;
+``--workers N`` runs N proxy processes on one port with ``SO_REUSEPORT``; ``--rounds`` repeats
+the measurement and reports medians.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import multiprocessing
+import os
 import socket
+import statistics
+import sys
 import time
 from typing import Any
 
@@ -66,15 +74,31 @@ async def _serve_aiohttp_backend(port: int) -> None:
     await asyncio.Event().wait()
 
 
-async def _serve_proxy(port: int, backend_port: int) -> None:
+async def _serve_proxy(port: int, backend_port: int, access_log: str, reuse_port: bool) -> None:
     from sampan.ingress.config import RoutingTable, Server, Upstream
     from sampan.ingress.proxy import IngressProxy
 
+    if access_log:  # as ``sampan ingress`` configures it, into a file instead of stdout
+        logging.basicConfig(filename=access_log, level=logging.INFO,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     upstream = Upstream("bench/backend:80", "bench/backend", (("127.0.0.1", backend_port),))
     proxy = IngressProxy()
     proxy.table = RoutingTable(hosts={"bench.local": Server(prefixes=[("", upstream)])})
-    await proxy.listen("127.0.0.1", port)
+    await proxy.listen("127.0.0.1", port, reuse_port=reuse_port)
     await asyncio.Event().wait()
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    """utime + stime of the processes (0 where ``/proc`` is not there)."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rpartition(")")[2].split()
+        except OSError:
+            return 0.0
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 class _Client(asyncio.Protocol):
@@ -119,16 +143,20 @@ async def _load(port: int, connections: int, seconds: float, out: Any) -> None:
         futures.append(done)
     started = time.monotonic()
     await asyncio.gather(*futures)
-    out.put(counter[0] / (time.monotonic() - started))
+    out.put((counter[0], time.monotonic() - started))
 
 
-def _measure(port: int, connections: int, seconds: float) -> float:
-    queue: multiprocessing.Queue[float] = multiprocessing.Queue()
+def _measure(port: int, connections: int, seconds: float,
+             watch: list[int]) -> tuple[float, float]:
+    """Requests/s and the CPU µs per request of the ``watch`` processes."""
+    queue: multiprocessing.Queue[tuple[int, float]] = multiprocessing.Queue()
     client = multiprocessing.Process(target=_run, args=(_load, port, connections, seconds, queue))
+    cpu = _cpu_seconds(watch)
     client.start()
-    rate = queue.get(timeout=seconds + 60)
+    requests, elapsed = queue.get(timeout=seconds + 60)
+    cpu = _cpu_seconds(watch) - cpu
     client.join()
-    return rate
+    return requests / elapsed, cpu / max(requests, 1) * 1e6
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -138,23 +166,44 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--backend", choices=("raw", "aiohttp"), default="raw",
                         help="raw: a protocol that only echoes a fixed answer (the proxy's "
                              "limit); aiohttp: a typical Python web app")
+    parser.add_argument("--access-log", default="", metavar="FILE",
+                        help="log every request at INFO into FILE (default: no access log)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="proxy processes sharing the port (SO_REUSEPORT)")
+    parser.add_argument("--rounds", type=int, default=1)
     args = parser.parse_args(argv)
     backend_port, proxy_port = _free_port(), _free_port()
     serve = _serve_backend if args.backend == "raw" else _serve_aiohttp_backend
     backend = multiprocessing.Process(target=_run, args=(serve, backend_port))
-    proxy = multiprocessing.Process(target=_run, args=(_serve_proxy, proxy_port, backend_port))
+    proxies = [multiprocessing.Process(
+        target=_run, args=(_serve_proxy, proxy_port, backend_port, args.access_log,
+                           args.workers > 1)) for _ in range(args.workers)]
     backend.start()
-    proxy.start()
+    for proxy in proxies:
+        proxy.start()
+    print(f"proxy pids {' '.join(str(p.pid) for p in proxies)}", file=sys.stderr, flush=True)
+    rounds: list[tuple[float, float, float]] = []
     try:
         time.sleep(1.0)
-        direct = _measure(backend_port, args.connections, args.seconds)
-        through = _measure(proxy_port, args.connections, args.seconds)
+        pids = [p.pid for p in proxies if p.pid is not None]
+        for _ in range(args.rounds):
+            direct, _ = _measure(backend_port, args.connections, args.seconds, [])
+            through, cpu_us = _measure(proxy_port, args.connections, args.seconds, pids)
+            rounds.append((direct, through, cpu_us))
+            if args.rounds > 1:
+                print(f"  direct {direct:8.0f}  ingress {through:8.0f} ({through / direct:.0%})"
+                      f"  proxy {cpu_us:5.1f} µs/req", file=sys.stderr, flush=True)
     finally:
-        for process in (proxy, backend):
+        for process in (*proxies, backend):
             process.terminate()
             process.join()
+    direct = statistics.median(r[0] for r in rounds)
+    through = statistics.median(r[1] for r in rounds)
+    ratio = statistics.median(r[1] / r[0] for r in rounds)
+    cpu_us = statistics.median(r[2] for r in rounds)
     print(f"direct  {direct:10.0f} req/s")
-    print(f"ingress {through:10.0f} req/s  ({through / direct:.0%} of direct)")
+    print(f"ingress {through:10.0f} req/s  ({ratio:.0%} of direct)")
+    print(f"proxy   {cpu_us:10.1f} µs CPU per request")
 
 
 if __name__ == "__main__":
