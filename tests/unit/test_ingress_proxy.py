@@ -6,17 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import socket
 from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
 from aiohttp import web
+from prometheus_client import REGISTRY
 
 NAME = web.AppKey("name", str)
 
 from sampan.ingress.config import RoutingTable, Server, Upstream
-from sampan.ingress.proxy import IngressProxy
+from sampan.ingress.proxy import IngressProxy, Timeouts
 
 
 def free_port() -> int:
@@ -248,3 +250,95 @@ async def test_tcp_service(proxy):
         await asyncio.open_connection("127.0.0.1", listen)
     backend.close()
     await backend.wait_closed()
+
+
+def sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_access_log_line_and_metrics(backends, proxy, caplog):
+    p, url = proxy
+    p.table = table(("app.test", "", Upstream("ns/svc:80", "metrics/ing", (backends[0],))))
+    caplog.set_level(logging.INFO, logger="sampan.ingress.access")
+    ok = dict(namespace="metrics", ingress="ing", status="200")
+    latency = dict(namespace="metrics", ingress="ing")
+    before = (sample("sampan_ingress_requests_total", **ok),
+              sample("sampan_ingress_upstream_latency_seconds_count", **latency),
+              sample("sampan_ingress_requests_total", namespace="", ingress="", status="404"))
+    async with aiohttp.ClientSession() as s:
+        for _ in range(3):
+            await get_json(s, f"{url}/m?x=%20", "App.Test.:80")
+        async with s.get(f"{url}/", headers={"Host": "nobody"}) as r:
+            assert r.status == 404
+    assert sample("sampan_ingress_requests_total", **ok) == before[0] + 3
+    assert sample("sampan_ingress_upstream_latency_seconds_count", **latency) == before[1] + 3
+    assert sample("sampan_ingress_upstream_latency_seconds_bucket", le="+Inf", **latency) \
+        == before[1] + 3
+    assert sample("sampan_ingress_requests_total", namespace="", ingress="",
+                  status="404") == before[2] + 1
+    assert sample("sampan_ingress_requests_created", **ok) > 0
+    lines = [r.getMessage() for r in caplog.records if r.name == "sampan.ingress.access"]
+    port = backends[0][1]
+    proxied = [line for line in lines if "/m?x=%20" in line]
+    assert len(proxied) == 3, lines
+    assert re.fullmatch(r'127\.0\.0\.1 app\.test "GET /m\?x=%20 HTTP/1\.1" 200 \d+ '
+                        rf'127\.0\.0\.1:{port} \d+\.\d{{3}} metrics/ing', proxied[0]), proxied[0]
+    assert re.fullmatch(r'127\.0\.0\.1 nobody "GET / HTTP/1\.1" 404 22 - \d+\.\d{3} -',
+                        lines[-1]), lines[-1]
+
+
+def test_latency_buckets_hold_their_upper_bound():
+    from sampan.ingress import metrics
+    labels = dict(namespace="buckets", ingress="ing")
+    for seconds in (0.0005, 0.0006, 10.0, 11.0):
+        metrics.observe_upstream("buckets/ing", seconds)
+    name = "sampan_ingress_upstream_latency_seconds"
+    assert sample(f"{name}_bucket", le="0.0005", **labels) == 1
+    assert sample(f"{name}_bucket", le="0.001", **labels) == 2
+    assert sample(f"{name}_bucket", le="10.0", **labels) == 3
+    assert sample(f"{name}_bucket", le="+Inf", **labels) == 4
+    assert sample(f"{name}_sum", **labels) == pytest.approx(21.0011)
+
+
+async def test_routing_follows_host_and_table_on_one_connection(backends, proxy):
+    p, url = proxy
+    p.table = table(("a", "", Upstream("ns/a:80", "ns/ing", (backends[0],))),
+                    ("b", "", Upstream("ns/b:80", "ns/ing", (backends[1],))))
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+
+    async def name(host_header: str) -> bytes:
+        writer.write(f"GET /x HTTP/1.1\r\nHost: {host_header}\r\n\r\n".encode())
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        body = await reader.readexactly(length)
+        return body.split(b'"name": "')[1][:2] if head.startswith(b"HTTP/1.1 200") else head[9:12]
+
+    assert [await name(h) for h in ("a", "a", "b", "A:80", "c")] == [b"b0", b"b0", b"b1", b"b0",
+                                                                     b"404"]
+    p.table = table(("a", "", Upstream("ns/a:80", "ns/ing", (backends[1],))))
+    assert [await name(h) for h in ("a", "b")] == [b"b1", b"404"]
+    writer.close()
+
+
+async def test_idle_keep_alive_outlives_the_header_timeout(backends):
+    p = IngressProxy(timeouts=Timeouts(client_header=0.2, keepalive=60))
+    server = await p.listen("127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    p.table = table(("h", "", Upstream("ns/a:80", "ns/ing", (backends[0],))))
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        slow_reader, slow_writer = await asyncio.open_connection("127.0.0.1", port)
+        slow_writer.write(b"GET / HTTP/1.1\r\nHo")  # a head that never ends
+        for _ in range(2):
+            writer.write(b"GET /x HTTP/1.1\r\nHost: h\r\n\r\n")
+            head = await reader.readuntil(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 200")
+            length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            await reader.readexactly(length)
+            await asyncio.sleep(1.5)  # past the header timeout and a sweep
+        assert await asyncio.wait_for(slow_reader.read(), 10) == b""  # closed by the sweep
+        writer.close()
+        slow_writer.close()
+    finally:
+        await p.close()
