@@ -306,6 +306,19 @@ def get_from_root(url: str) -> str | None:
         return None
 
 
+def wait_reaching_all(url: str, backends: set[str]) -> None:
+    """GET ``url`` from the root namespace until every backend has answered."""
+    seen: set[str] = set()
+
+    def reached_all() -> bool:
+        answer = get_from_root(url)
+        if answer is not None:
+            seen.add(answer)
+        return seen == backends
+    wait_for(reached_all, 60, f"{url} from the root namespace reaching {backends}",
+             lambda: f"seen {seen}")
+
+
 def test_node_port_answers_from_the_host_and_inside_the_node(cluster: NodeCluster,
                                                              app: App) -> None:
     apply(cluster, app.ns, service("web-np", {"app": "web"}, type="NodePort"))
@@ -315,16 +328,7 @@ def test_node_port_answers_from_the_host_and_inside_the_node(cluster: NodeCluste
     backends = set(app.web_ips)
     # From the machine to each node's address; node-b has no endpoint and forwards to node-a.
     for host in cluster.hosts.values():
-        url = f"http://{host.ip}:{node_port}/"
-        seen: set[str] = set()
-
-        def reached_all() -> bool:
-            answer = get_from_root(url)
-            if answer is not None:
-                seen.add(answer)
-            return seen == backends
-        wait_for(reached_all, 60, f"{url} from the root namespace reaching {backends}",
-                 lambda: f"seen {seen}")
+        wait_reaching_all(f"http://{host.ip}:{node_port}/", backends)
     # From inside node-a's own namespace, to its own address.
     node_a = cluster.hosts["node-a"]
     assert http_get(node_a, f"http://{node_a.ip}:{node_port}/").strip() in backends
@@ -345,16 +349,7 @@ def test_load_balancer_gets_the_nodes_addresses_and_answers_on_them(cluster: Nod
              lambda: f"published {published()}")
     backends = set(app.web_ips)
     for ip in node_ips:
-        url = f"http://{ip}:80/"
-        seen: set[str] = set()
-
-        def reached_all() -> bool:
-            answer = get_from_root(url)
-            if answer is not None:
-                seen.add(answer)
-            return seen == backends
-        wait_for(reached_all, 60, f"{url} (the load balancer) reaching {backends}",
-                 lambda: f"seen {seen}")
+        wait_reaching_all(f"http://{ip}:80/", backends)
     events = cluster.kubectl("get", "events", "-n", app.ns, "--field-selector",
                              "involvedObject.name=web-lb")
     assert "EnsuredLoadBalancer" in events, events

@@ -102,6 +102,11 @@ def test_up_runs_the_whole_cloud_and_stops_clean(tmp_path: Path) -> None:
         assert status == 201, body
         assert "signed by the up test" in http(f"{base}/cgi-bin/entries",
                                                "guestbook.localhost")[1]
+        # the machine itself reaches a ClusterIP (the service range is routed to the bridge,
+        # peer-route syncs leave that route alone)
+        frontend_ip = kubectl(kubeconfig, "get", "service", "-n", "guestbook",
+                              "guestbook-frontend", "-o", "jsonpath={.spec.clusterIP}").strip()
+        assert http(f"http://{frontend_ip}/")[0] == 200
         status, _ = http(f"https://127.0.0.1:{ports['https']}/", "guestbook.localhost")
         assert status == 200
         assert http(f"{base}/", "nothing.localhost")[0] == 404

@@ -310,6 +310,8 @@ def test_pods_on_two_hosts_reach_each_other_through_sync_routes(world, servers):
         routes = sh("ip", "-n", host_a, "route", "show", "proto", "165")
         assert "10.42.2.0/24 via 10.99.0.3 dev uplink" in routes
         assert "10.42.1.0/24 via" not in routes
+        # the service range's route to the bridge is not a peer route: it stays
+        assert "10.43.0.0/16 dev sampan0" in routes
         # pod to pod across hosts keeps the pod's source address (no masquerade in-cluster)
         assert client(pin_a, ip_b, 8000) == f"hello from {ip_b} to {ip_a}"
         # the peer is gone: its route goes, the address is unreachable again

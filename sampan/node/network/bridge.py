@@ -82,6 +82,9 @@ class BridgeNetwork:
         self._bridge_index = 0
         self._hostports: dict[str, list[nft.HostPort]] = {}
         self._nft_lock = asyncio.Lock()
+        # One request at a time on the shared netlink socket: pyroute2's AsyncIPRoute answers
+        # a request made during another's dump (link_lookup is one) with EBUSY.
+        self._netlink = asyncio.Lock()
         self._started = False
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -205,6 +208,10 @@ class BridgeNetwork:
     async def sync_routes(self, peers: list[tuple[str, list[str]]]) -> None:
         """Routes to OTHER nodes' pod CIDRs via their InternalIP; routes for peers that are
         gone are removed. Only routes with Sampan's protocol number are touched."""
+        async with self._netlink:
+            await self._sync_routes(peers)
+
+    async def _sync_routes(self, peers: list[tuple[str, list[str]]]) -> None:
         ipr = self._require_ipr()
         local = {ipaddress.ip_network(c) for c in self.pod_cidrs}
         wanted: dict[str, str] = {}
@@ -219,6 +226,8 @@ class BridgeNetwork:
         for family in (2, 10):
             async for msg in await ipr.route("dump", family=family, table=MAIN_TABLE):
                 if msg.get("proto") != RTPROT_SAMPAN or msg.get("type") != 1:
+                    continue
+                if not msg.get("gateway"):  # the service range's route to the bridge
                     continue
                 dst = f"{msg.get('dst')}/{msg['dst_len']}"
                 current[dst] = (msg.get("gateway"), family)
@@ -244,6 +253,10 @@ class BridgeNetwork:
         return self._ipr
 
     async def _ensure_bridge(self) -> None:
+        async with self._netlink:
+            await self._ensure_bridge_locked()
+
+    async def _ensure_bridge_locked(self) -> None:
         ipr = self._require_ipr()
         gateways = self.gateways
         found = await ipr.link_lookup(ifname=self.bridge)
@@ -290,14 +303,15 @@ class BridgeNetwork:
         bridge the range still never leaves the machine — the proxy drops what it has not
         allocated, and nothing on the bridge answers for a service address."""
         ipr = self._require_ipr()
-        for cidr in self.cluster_cidrs:
-            family = 10 if ":" in cidr else 2
-            await ipr.route("replace", dst=cidr, type="unreachable", family=family,
-                            proto=RTPROT_SAMPAN, table=MAIN_TABLE)
-        for cidr in self.service_cidrs:
-            family = 10 if ":" in cidr else 2
-            await ipr.route("replace", dst=cidr, oif=self._bridge_index, scope=253,
-                            family=family, proto=RTPROT_SAMPAN, table=MAIN_TABLE)
+        async with self._netlink:
+            for cidr in self.cluster_cidrs:
+                family = 10 if ":" in cidr else 2
+                await ipr.route("replace", dst=cidr, type="unreachable", family=family,
+                                proto=RTPROT_SAMPAN, table=MAIN_TABLE)
+            for cidr in self.service_cidrs:
+                family = 10 if ":" in cidr else 2
+                await ipr.route("replace", dst=cidr, oif=self._bridge_index, scope=253,
+                                family=family, proto=RTPROT_SAMPAN, table=MAIN_TABLE)
 
     # -- veths -------------------------------------------------------------------------------
     async def _plug(self, sandbox_id: str, netns: Path, addresses: list) -> None:
@@ -311,17 +325,22 @@ class BridgeNetwork:
                        "peer": {"ifname": "eth0", "net_ns_fd": fd, "mtu": self.mtu,
                                 "address": mac_for_ip(str(addresses[0].ip))}}
             try:
-                await ipr.link("add", **request)
+                async with self._netlink:
+                    await ipr.link("add", **request)
             except NetlinkError as exc:
                 if not _is(exc, errno.EEXIST):
                     raise
                 await self._delete_link(host_if)  # a retry after a half-made setup
-                await ipr.link("add", **request)
+                async with self._netlink:
+                    await ipr.link("add", **request)
         finally:
             os.close(fd)
-        index = (await ipr.link_lookup(ifname=host_if))[0]
-        await asyncio.gather(ipr.brport("set", index=index, mode=BRIDGE_MODE_HAIRPIN),
-                             self._configure_pod_side(netns, addresses))
+
+        async def hairpin() -> None:
+            async with self._netlink:
+                index = (await ipr.link_lookup(ifname=host_if))[0]
+                await ipr.brport("set", index=index, mode=BRIDGE_MODE_HAIRPIN)
+        await asyncio.gather(hairpin(), self._configure_pod_side(netns, addresses))
 
     async def _configure_pod_side(self, netns: Path, addresses: list) -> None:
         sock = await asyncio.get_running_loop().run_in_executor(
@@ -354,9 +373,10 @@ class BridgeNetwork:
 
     async def _delete_link(self, ifname: str) -> None:
         ipr = self._require_ipr()
-        found = await ipr.link_lookup(ifname=ifname)
-        if found:
-            await self._ignore_missing(ipr.link("del", index=found[0]))
+        async with self._netlink:
+            found = await ipr.link_lookup(ifname=ifname)
+            if found:
+                await self._ignore_missing(ipr.link("del", index=found[0]))
 
     @staticmethod
     async def _ignore_missing(request) -> None:
@@ -422,23 +442,31 @@ class BridgeNetwork:
         own_ipr = self._ipr is None
         ipr = self._ipr or AsyncIPRoute()
         try:
-            found = await ipr.link_lookup(ifname=self.bridge)
-            if found:
-                async for link in await ipr.link("dump"):
-                    if link.get("master") == found[0]:
-                        await self._ignore_missing(ipr.link("del", index=link["index"]))
-                await self._ignore_missing(ipr.link("del", index=found[0]))
-            for family in (2, 10):
-                mine = [msg async for msg in await ipr.route("dump", family=family,
-                                                             table=MAIN_TABLE)
-                        if msg.get("proto") == RTPROT_SAMPAN]
-                for msg in mine:
-                    await self._ignore_missing(ipr.route(
-                        "del", dst=f"{msg.get('dst')}/{msg['dst_len']}", family=family,
-                        type=msg["type"], proto=RTPROT_SAMPAN, table=MAIN_TABLE))
+            async with self._netlink:
+                await self._remove_links_and_routes(ipr)
         finally:
             if own_ipr:
                 ipr.close()
+        await self._remove_tables_and_state(loop)
+
+    async def _remove_links_and_routes(self, ipr: AsyncIPRoute) -> None:
+        found = await ipr.link_lookup(ifname=self.bridge)
+        if found:
+            ports = [link["index"] async for link in await ipr.link("dump")
+                     if link.get("master") == found[0]]
+            for index in ports:
+                await self._ignore_missing(ipr.link("del", index=index))
+            await self._ignore_missing(ipr.link("del", index=found[0]))
+        for family in (2, 10):
+            mine = [msg async for msg in await ipr.route("dump", family=family,
+                                                         table=MAIN_TABLE)
+                    if msg.get("proto") == RTPROT_SAMPAN]
+            for msg in mine:
+                await self._ignore_missing(ipr.route(
+                    "del", dst=f"{msg.get('dst')}/{msg['dst_len']}", family=family,
+                    type=msg["type"], proto=RTPROT_SAMPAN, table=MAIN_TABLE))
+
+    async def _remove_tables_and_state(self, loop: asyncio.AbstractEventLoop) -> None:
         for table in (self.nat_table, self.hostport_table):
             await nft.apply(nft.delete_table_script(table), self.nft_binary)
         self._hostports.clear()
