@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import ipaddress
 import secrets
-import shutil
 import time
 from collections.abc import AsyncIterator
 
@@ -30,9 +29,8 @@ from tests.integration.helpers import eventually, new_namespace
 from tests.integration.test_proxy import (GATEWAY, NODE_IP, OUTSIDE_IP, PODS, World, backends,
                                           make_service, set_endpoints, sh)
 
-BINARIES = [pytest.param("iptables-legacy", marks=pytest.mark.skipif(
-                not shutil.which("iptables-legacy"), reason="no iptables-legacy")),
-            "iptables"]
+# Debian's iptables package (install.sh) ships both the legacy and the nf_tables binaries.
+BINARIES = ["iptables-legacy", "iptables"]
 
 
 @pytest.fixture(params=BINARIES)
