@@ -16,7 +16,7 @@ import json
 import secrets
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
@@ -154,11 +154,14 @@ class World:
             sh("ip", "netns", "del", ns, check=False)
 
 
-@pytest.fixture(scope="module")
-def world():
+@contextlib.contextmanager
+def running_world(*host_sysctls: str) -> Iterator[World]:
+    """The test hosts with servers p1 and p2 on :8080; every namespace gone afterwards."""
     w = World()
     try:
         w.build()
+        if host_sysctls:
+            sh("ip", "netns", "exec", w.host, "sysctl", "-qw", *host_sysctls)
         w.serve("p1", 8080)
         w.serve("p2", 8080)
         yield w
@@ -168,14 +171,34 @@ def world():
     assert not any(ns in leftovers for ns in (*w.ns.values(), w.host))
 
 
-@pytest.fixture
-async def cluster(kubeconfig) -> AsyncIterator[tuple[Client, str]]:
+@pytest.fixture(scope="module")
+def world():
+    with running_world() as w:
+        yield w
+
+
+@contextlib.asynccontextmanager
+async def proxy_namespace(kubeconfig: str, prefix: str) -> AsyncIterator[tuple[Client, str]]:
+    """A namespace for a test's Services; they and their EndpointSlices are deleted one by one
+    afterwards (the test server runs no namespace controller, and every proxy under test
+    sees every Service)."""
     async with Client.from_kubeconfig(kubeconfig) as client:
-        namespace = await new_namespace(client, "proxy")
+        namespace = await new_namespace(client, prefix)
         try:
             yield client, namespace
         finally:
+            for svc in (await client.list("v1", "services", namespace=namespace))["items"]:
+                await client.delete("v1", "services", svc["metadata"]["name"],
+                                    namespace=namespace)
+            await client.delete_collection("discovery.k8s.io/v1", "endpointslices",
+                                           namespace=namespace)
             await client.delete("v1", "namespaces", namespace)
+
+
+@pytest.fixture
+async def cluster(kubeconfig) -> AsyncIterator[tuple[Client, str]]:
+    async with proxy_namespace(kubeconfig, "proxy") as pair:
+        yield pair
 
 
 @contextlib.asynccontextmanager

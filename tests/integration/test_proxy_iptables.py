@@ -25,9 +25,10 @@ from sampan.proxy.bench import synthetic
 from sampan.proxy.iptables import IptablesBackend, family_command
 from sampan.proxy.model import build_service_ports, categorize
 from sampan.proxy.rules import NodeInfo
-from tests.integration.helpers import eventually, new_namespace
+from tests.integration.helpers import eventually
 from tests.integration.test_proxy import (GATEWAY, NODE_IP, OUTSIDE_IP, PODS, World, backends,
-                                          make_service, set_endpoints, sh)
+                                          make_service, proxy_namespace, running_world,
+                                          set_endpoints, sh)
 
 # Debian's iptables package (install.sh) ships both the legacy and the nf_tables binaries.
 BINARIES = ["iptables-legacy", "iptables"]
@@ -40,36 +41,17 @@ def binary(request) -> str:
 
 @pytest.fixture(scope="module")
 def world():
-    w = World()
-    try:
-        w.build()
-        # The service range is routed back out of the bridge the pods are on: the redirects
-        # the host would send for that use up the rate limit of the ICMP errors under test.
-        sh("ip", "netns", "exec", w.host, "sysctl", "-qw", "net.ipv4.conf.all.send_redirects=0",
-           "net.ipv4.conf.br0.send_redirects=0")
-        w.serve("p1", 8080)
-        w.serve("p2", 8080)
+    # The service range is routed back out of the bridge the pods are on: the redirects the
+    # host would send for that use up the rate limit of the ICMP errors under test.
+    with running_world("net.ipv4.conf.all.send_redirects=0",
+                       "net.ipv4.conf.br0.send_redirects=0") as w:
         yield w
-    finally:
-        w.destroy()
-    leftovers = sh("ip", "netns", "list")
-    assert not any(ns in leftovers for ns in (*w.ns.values(), w.host))
 
 
 @pytest.fixture
 async def cluster(kubeconfig) -> AsyncIterator[tuple[Client, str]]:
-    async with Client.from_kubeconfig(kubeconfig) as client:
-        namespace = await new_namespace(client, "proxy-ipt")
-        try:
-            yield client, namespace
-        finally:
-            # Removed one by one: other proxies (the nftables tests') see every Service.
-            for svc in (await client.list("v1", "services", namespace=namespace))["items"]:
-                await client.delete("v1", "services", svc["metadata"]["name"],
-                                    namespace=namespace)
-            await client.delete_collection("discovery.k8s.io/v1", "endpointslices",
-                                           namespace=namespace)
-            await client.delete("v1", "namespaces", namespace)
+    async with proxy_namespace(kubeconfig, "proxy-ipt") as pair:
+        yield pair
 
 
 def saved_rules(world: World, binary: str, family: int = 4) -> str:
