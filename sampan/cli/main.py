@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from sampan.cli import logs
+from sampan.cli.component import stop_on_signals, with_metrics
 
 
 def _server_args(p: argparse.ArgumentParser) -> None:
@@ -194,14 +195,6 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(asyncio.run(run_agent(args)))
 
 
-def _stop_on_signals() -> asyncio.Event:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    return stop
-
-
 def controller_options(args: argparse.Namespace):
     from sampan.controllers.manager import ControllerOptions
 
@@ -215,36 +208,24 @@ def controller_options(args: argparse.Namespace):
         local_path_dir=args.local_path_dir)
 
 
-async def _with_metrics(address: str, work) -> int:
-    from sampan.cli.metrics import serve_metrics
-
-    runner = await serve_metrics(address)
-    try:
-        await work
-    finally:
-        if runner is not None:
-            await runner.cleanup()
-    return 0
-
-
 async def run_controllers(args: argparse.Namespace) -> int:
     from sampan.controllers.manager import run_controller_manager
 
-    return await _with_metrics(args.metrics_bind_address, run_controller_manager(
-        args.kubeconfig, _stop_on_signals(), options=controller_options(args)))
+    return await with_metrics(args.metrics_bind_address, run_controller_manager(
+        args.kubeconfig, stop_on_signals(), options=controller_options(args)))
 
 
 async def run_scheduler(args: argparse.Namespace) -> int:
     from sampan.scheduler import run_scheduler as run
 
-    return await _with_metrics(args.metrics_bind_address, run(args.kubeconfig, _stop_on_signals()))
+    return await with_metrics(args.metrics_bind_address, run(args.kubeconfig, stop_on_signals()))
 
 
 async def run_hollow_nodes(args: argparse.Namespace) -> int:
     from sampan.node.hollow import run_hollow_nodes as run
 
-    return await _with_metrics(args.metrics_bind_address, run(
-        args.kubeconfig, _stop_on_signals(), count=args.count, prefix=args.prefix))
+    return await with_metrics(args.metrics_bind_address, run(
+        args.kubeconfig, stop_on_signals(), count=args.count, prefix=args.prefix))
 
 
 def agent_config(args: argparse.Namespace, *, ca_file: str = ""):
@@ -302,7 +283,7 @@ async def run_agent(args: argparse.Namespace) -> int:
         ca_file = str(ca_path)
     client = Client(config)
     try:
-        await run(client, agent_config(args, ca_file=ca_file), _stop_on_signals())
+        await run(client, agent_config(args, ca_file=ca_file), stop_on_signals())
     except ApiError as e:
         if e.code not in (401, 403):
             raise
@@ -357,11 +338,10 @@ def _seed_busybox(agent_dir: Path) -> None:
 
 
 async def _stop_process(process, timeout: float = 60.0) -> None:
-    import signal as signals
     import subprocess
 
     if process.poll() is None:
-        process.send_signal(signals.SIGTERM)
+        process.send_signal(signal.SIGTERM)
         try:
             await asyncio.to_thread(process.wait, timeout)
         except subprocess.TimeoutExpired:
@@ -489,7 +469,7 @@ async def run_cluster(args: argparse.Namespace, components: tuple[str, ...]) -> 
                               advertise_address=advertise, store_kind=args.store,
                               etcd_endpoints=endpoints, etcd_prefix=args.etcd_prefix,
                               service_cidr=args.service_cidr)
-    stop = _stop_on_signals()
+    stop = stop_on_signals()
     await server.start()
     tasks = []
     if "controller-manager" in components:

@@ -26,7 +26,9 @@ async def serve_metrics(address: str) -> web.AppRunner | None:
     component on the same machine) is logged, not fatal: metrics are not worth a crash."""
     if not address:
         return None
-    host, _, port = address.rpartition(":")
+    from sampan.cli.component import parse_address
+
+    host, port = parse_address(address, 0, "127.0.0.1")
     app = web.Application()
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/livez", _healthz)
@@ -34,7 +36,7 @@ async def serve_metrics(address: str) -> web.AppRunner | None:
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     try:
-        await web.TCPSite(runner, host.strip("[]") or "127.0.0.1", int(port)).start()
+        await web.TCPSite(runner, host, port).start()
     except OSError as e:
         log.warning("not serving metrics on %s: %s", address, e)
         await runner.cleanup()

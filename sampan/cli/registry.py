@@ -48,10 +48,12 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def _split_listen(listen: str) -> tuple[str, int]:
-    host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit():
-        raise SystemExit(f"sampan registry: --listen must be host:port, not {listen!r}")
-    return host.strip("[]") or "0.0.0.0", int(port)
+    from sampan.cli.component import parse_address
+
+    try:
+        return parse_address(listen, 0)
+    except ValueError:
+        raise SystemExit(f"sampan registry: --listen must be host:port, not {listen!r}") from None
 
 
 async def serve(args: argparse.Namespace) -> int:

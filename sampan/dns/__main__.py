@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 
+from sampan.cli.component import stop_on_signals, with_metrics
 from sampan.dns.run import parse_address, run_dns
 
 
@@ -47,19 +47,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _run(args: argparse.Namespace, listen, upstreams) -> None:
-    from sampan.cli.metrics import serve_metrics
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    metrics = await serve_metrics(args.metrics_address)
-    try:
-        await run_dns(args.kubeconfig, stop, listen=listen, domain=args.domain,
-                      upstreams=upstreams, ttl=args.ttl)
-    finally:
-        if metrics is not None:
-            await metrics.cleanup()
+    await with_metrics(args.metrics_address, run_dns(
+        args.kubeconfig, stop_on_signals(), listen=listen, domain=args.domain,
+        upstreams=upstreams, ttl=args.ttl))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import asyncio
 import os
 from collections.abc import Sequence
 
+from sampan.cli import component
 from sampan.client import Client, load_config
 from sampan.dns.forward import Address
 from sampan.dns.server import DEFAULT_LISTEN, ClusterDNS
@@ -13,13 +14,7 @@ from sampan.dns.server import DEFAULT_LISTEN, ClusterDNS
 
 def parse_address(text: str, default_port: int = 53) -> Address:
     """``host``, ``host:port``, ``[v6]:port`` or a bare v6 address → (host, port)."""
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        return host, int(rest.lstrip(":") or default_port)
-    if text.count(":") == 1:
-        host, _, port = text.partition(":")
-        return host, int(port)
-    return text, default_port
+    return component.parse_address(text, default_port)
 
 
 async def run_dns(kubeconfig: str | os.PathLike[str] | None, stop: asyncio.Event, *,

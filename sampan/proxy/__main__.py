@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 import socket
 
+from sampan.cli.component import stop_on_signals, with_metrics
 from sampan.proxy.run import run_proxy
 
 
@@ -65,20 +65,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _main(args: argparse.Namespace, options: dict) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    runner = None
-    if args.metrics_address:
-        from sampan.cli.metrics import serve_metrics
-
-        runner = await serve_metrics(args.metrics_address)
-    try:
-        await run_proxy(args.kubeconfig, stop, args.node, args.node_ips, **options)
-    finally:
-        if runner is not None:
-            await runner.cleanup()
+    await with_metrics(args.metrics_address, run_proxy(
+        args.kubeconfig, stop_on_signals(), args.node, args.node_ips, **options))
 
 
 if __name__ == "__main__":
