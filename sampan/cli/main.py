@@ -350,8 +350,9 @@ async def _stop_process(process, timeout: float = 60.0) -> None:
 
 
 class _Addons:
-    """What ``sampan up`` serves beside the core control plane: the image registry and the
-    ingress controller (in this process), with the client they share."""
+    """What ``sampan up`` runs beside the core control plane: the image registry (in this
+    process), the ingress controller (its own process) and the sample app's deployment, with
+    the client they share."""
 
     def __init__(self) -> None:
         self.client = None
@@ -359,8 +360,12 @@ class _Addons:
         self.ingress = None  # the ingress controller's process
         self.ingress_urls: list[str] = []
         self.sample_url = ""
+        self.sample: asyncio.Task[None] | None = None
 
     async def close(self) -> None:
+        if self.sample is not None:  # still waiting for the node: nothing to finish
+            self.sample.cancel()
+            await asyncio.gather(self.sample, return_exceptions=True)
         if self.ingress is not None:
             await _stop_process(self.ingress, timeout=15)
         if self.registry is not None:
@@ -370,8 +375,7 @@ class _Addons:
 
 
 async def _start_addons(args: argparse.Namespace, server, data_dir: Path,
-                        components: tuple[str, ...], stop: asyncio.Event,
-                        tasks: list[asyncio.Task]) -> _Addons:
+                        components: tuple[str, ...]) -> _Addons:
     from sampan.client import Client
 
     addons = _Addons()
@@ -408,9 +412,9 @@ async def _start_addons(args: argparse.Namespace, server, data_dir: Path,
         from sampan.cli.sample import deploy_sample_app
 
         addons.sample_url = _url("http", "guestbook.localhost", args.ingress_http_port, 80)
-        tasks.append(asyncio.create_task(deploy_sample_app(
+        addons.sample = asyncio.create_task(deploy_sample_app(
             addons.client, node_name=args.node_name, agent_dir=_agent_dir(args, data_dir),
-            url=addons.sample_url), name="sample app"))
+            url=addons.sample_url), name="sample app")
     return addons
 
 
@@ -431,7 +435,8 @@ def _summary(args: argparse.Namespace, server, components: tuple[str, ...],
     if addons.ingress_urls:
         lines.append(f"  ingress      {'  '.join(addons.ingress_urls)}")
     if "agent" in components:
-        lines.append("  cluster DNS  10.43.0.10 (kube-system/kube-dns; served by each node)")
+        lines.append(f"  cluster DNS  {server.api.allocator.dns_ip} (kube-system/kube-dns; "
+                     "served by each node)")
         lines.append(f"  join a node  sampan agent --server {server.url} --token "
                      f"{server.join_token}")
     if addons.sample_url:
@@ -488,7 +493,7 @@ async def run_cluster(args: argparse.Namespace, components: tuple[str, ...]) -> 
     agent = None
     if "agent" in components:
         agent = _start_agent_process(args, server, data_dir)
-    addons = await _start_addons(args, server, data_dir, components, stop, tasks)
+    addons = await _start_addons(args, server, data_dir, components)
     logging.getLogger("sampan").info("cluster ready", extra={
         "kubeconfig": str(server.kubeconfig_path), "server": server.url,
         "components": list(components)})
