@@ -6,9 +6,9 @@ import argparse
 import asyncio
 import logging
 import logging.handlers
-import signal
 
-from sampan.ingress.run import default_addresses, parse_address, run_ingress
+from sampan.cli.component import parse_address, stop_on_signals
+from sampan.ingress.run import default_addresses, run_ingress
 
 
 def register(subparsers) -> argparse.ArgumentParser:  # type: ignore[no-untyped-def]
@@ -88,10 +88,8 @@ async def _run(args: argparse.Namespace) -> None:
     from sampan.cli.metrics import serve_metrics
     from sampan.client import Client, load_config
 
-    stop = asyncio.Event()
+    stop = stop_on_signals()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     metrics = await serve_metrics(args.metrics_address)
     handler = getattr(args, "access_handler", None)
     flusher = None

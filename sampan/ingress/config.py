@@ -17,7 +17,9 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
+
+from sampan.client.informer import object_key
 
 Object = Mapping[str, Any]
 
@@ -25,10 +27,15 @@ CONTROLLER_NAME = "sampan.io/ingress"
 DEFAULT_CLASS_ANNOTATION = "ingressclass.kubernetes.io/is-default-class"
 LEGACY_CLASS_ANNOTATION = "kubernetes.io/ingress.class"
 SSL_REDIRECT_ANNOTATION = "nginx.ingress.kubernetes.io/ssl-redirect"
-SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 TLS_SECRET_TYPE = "kubernetes.io/tls"
 
 Address = tuple[str, int]
+
+
+class Lookup(Protocol):
+    """``ns/name`` → object: a dict, or an informer's indexer."""
+
+    def get(self, key: str, /) -> Any: ...
 
 
 @dataclass(eq=False, slots=True)
@@ -148,13 +155,8 @@ def _meta(obj: Object) -> Mapping[str, Any]:
     return obj.get("metadata") or {}
 
 
-def key_of(obj: Object) -> str:
-    meta = _meta(obj)
-    return f"{meta.get('namespace') or ''}/{meta.get('name') or ''}"
-
-
 def _age_key(obj: Object) -> tuple[str, str]:
-    return (_meta(obj).get("creationTimestamp") or "", key_of(obj))
+    return (_meta(obj).get("creationTimestamp") or "", object_key(obj))  # type: ignore[arg-type]
 
 
 # -- IngressClass selection ------------------------------------------------------------------------
@@ -205,7 +207,7 @@ def ready_endpoints(slices: Iterable[Object], port_name: str) -> list[Address]:
     return sorted(found)
 
 
-def resolve_service(namespace: str, backend: Object, services: Mapping[str, Object],
+def resolve_service(namespace: str, backend: Object, services: Lookup,
                     slices_for: SlicesFor, ingress: str) -> tuple[Upstream, str]:
     """An Ingress backend's upstream; the second value is an error worth an event, if any."""
     service = backend.get("service") or {}
@@ -249,38 +251,29 @@ def _ssl_redirect(ingress: Object, default: bool) -> bool:
     return default if value is None else value.lower() == "true"
 
 
-def _secret_problem(secret: Object | None, key: str) -> str:
+def _secret_problem(secret: Object | None, key: str, load_error: str) -> str:
+    """Why the TLS secret ``key`` cannot serve (one reason), or ""."""
+    data = (secret or {}).get("data") or {}
     if secret is None:
-        return f'Error getting SSL certificate "{key}": local SSL certificate {key} was not found'
-    data = secret.get("data") or {}
-    if not data.get("tls.crt") or not data.get("tls.key"):
-        return f'Error getting SSL certificate "{key}": secret has no tls.crt or tls.key'
-    return ""
+        reason = f"local SSL certificate {key} was not found"
+    elif not (data.get("tls.crt") and data.get("tls.key")):
+        reason = "secret has no tls.crt or tls.key"
+    else:
+        reason = load_error
+    return f'Error getting SSL certificate "{key}": {reason}' if reason else ""
 
 
-def _add_path(server: Server, taken: set[tuple[str, str]], path_type: str, path: str,
-              upstream: Upstream) -> None:
-    if path_type == "Exact":
-        if ("Exact", path) not in taken:
-            taken.add(("Exact", path))
-            server.exact[path] = upstream
-        return
-    prefix = path.rstrip("/")
-    if ("Prefix", prefix) not in taken:
-        taken.add(("Prefix", prefix))
-        server.prefixes.append((prefix, upstream))
-
-
-def build_table(ingresses: Iterable[Object], services: Mapping[str, Object],
-                slices_for: SlicesFor, secrets: Mapping[str, Object], *,
+def build_table(ingresses: Iterable[Object], services: Lookup,
+                slices_for: SlicesFor, secrets: Lookup, *,
+                certificate_errors: Mapping[str, str] | None = None,
                 tcp_services: Mapping[str, str] | None = None,
                 ssl_redirect: bool = True) -> tuple[RoutingTable, list[Problem]]:
     """The routing table for the Ingresses we serve (oldest first wins clashes), and what is
-    wrong with them."""
+    wrong with them; ``certificate_errors`` says which secrets' certificates do not load."""
     table = RoutingTable()
     problems: list[Problem] = []
-    taken: dict[int, set[tuple[str, str]]] = {}
-    upstreams: dict[tuple[str, str], Upstream] = {}
+    load_errors = certificate_errors or {}
+    upstreams: dict[tuple[str, str, Any, Any], Upstream] = {}
     global_default: Upstream | None = None
 
     def server_for(host: str) -> Server:
@@ -291,14 +284,17 @@ def build_table(ingresses: Iterable[Object], services: Mapping[str, Object],
         return table.hosts.setdefault(host, Server())
 
     for ingress in sorted(ingresses, key=_age_key):
-        ing_key = key_of(ingress)
+        ing_key = object_key(ingress)  # type: ignore[arg-type]
         namespace = _meta(ingress).get("namespace") or ""
         spec = ingress.get("spec") or {}
 
         def backend(ref: Object) -> Upstream | None:
-            if not ref.get("service"):
+            service = ref.get("service")
+            if not service:
                 return None  # a resource backend: not something a proxy can reach
-            cache_key = (ing_key, repr(sorted((ref.get("service") or {}).items())))
+            port = service.get("port") or {}
+            cache_key = (ing_key, service.get("name") or "", port.get("number"),
+                         port.get("name"))
             upstream = upstreams.get(cache_key)
             if upstream is None:
                 upstream, error = resolve_service(namespace, ref, services, slices_for, ing_key)
@@ -321,7 +317,8 @@ def build_table(ingresses: Iterable[Object], services: Mapping[str, Object],
             if not secret_name:
                 continue
             secret_key = f"{namespace}/{secret_name}"
-            problem = _secret_problem(secrets.get(secret_key), secret_key)
+            problem = _secret_problem(secrets.get(secret_key), secret_key,
+                                      load_errors.get(secret_key, ""))
             if problem:
                 problems.append(Problem(ing_key, "Sync", problem))
                 continue
@@ -330,29 +327,33 @@ def build_table(ingresses: Iterable[Object], services: Mapping[str, Object],
 
         for rule, host in zip(spec.get("rules") or [], rule_hosts):
             server = server_for(host)
-            if host and any(host_matches(t, host) or t == host for t in tls_hosts):
+            if host and any(host_matches(t, host) for t in tls_hosts):
                 if not server.tls:
                     server.tls, server.ssl_redirect = True, redirect
             if default is not None and server.default is None:
                 server.default = default
-            server_taken = taken.setdefault(id(server), set())
             for http_path in (rule.get("http") or {}).get("paths") or []:
                 upstream = backend(http_path.get("backend") or {})
                 if upstream is None:
                     continue
                 path = http_path.get("path") or "/"
-                _add_path(server, server_taken, http_path.get("pathType") or "Prefix", path,
-                          upstream)
+                if http_path.get("pathType") == "Exact":
+                    server.exact.setdefault(path, upstream)
+                else:
+                    server.prefixes.append((path.rstrip("/"), upstream))
 
     for server in [table.catch_all, *table.hosts.values(), *table.wildcards.values()]:
-        server.prefixes.sort(key=lambda item: len(item[0]), reverse=True)
+        first: dict[str, Upstream] = {}  # a prefix routed twice: the older Ingress's
+        for prefix, upstream in server.prefixes:
+            first.setdefault(prefix, upstream)
+        server.prefixes = sorted(first.items(), key=lambda item: len(item[0]), reverse=True)
         if server.default is None:
             server.default = global_default
     table.tcp = tcp_upstreams(tcp_services or {}, services, slices_for)
     return table, problems
 
 
-def tcp_upstreams(data: Mapping[str, str], services: Mapping[str, Object],
+def tcp_upstreams(data: Mapping[str, str], services: Lookup,
                   slices_for: SlicesFor) -> dict[int, Upstream]:
     """ingress-nginx's ``tcp-services`` ConfigMap: ``"<port>": "<ns>/<service>:<port>"``
     (later ``:PROXY`` fields are accepted and ignored)."""

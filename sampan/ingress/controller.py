@@ -16,21 +16,21 @@ from sampan.client import (
     ApiError,
     Client,
     EventRecorder,
+    NORMAL,
     InformerFactory,
     SharedInformer,
+    object_key,
     strip_managed_fields,
 )
-from sampan.client.events import NORMAL
+from sampan.controllers.endpointslice import SERVICE_INDEX, index_slice_by_service
 from sampan.ingress import metrics
 from sampan.ingress.config import (
     CONTROLLER_NAME,
     DEFAULT_CLASS_ANNOTATION,
-    SERVICE_NAME_LABEL,
     TLS_SECRET_TYPE,
     Object,
     Problem,
     build_table,
-    key_of,
     load_balancer_status,
     our_classes,
     serves,
@@ -41,14 +41,7 @@ from sampan.ingress.tls import CertificateStore
 log = logging.getLogger(__name__)
 
 NETWORKING = "networking.k8s.io/v1"
-SLICES_BY_SERVICE = "ingress-service"
 COMPONENT = "sampan-ingress-controller"
-
-
-def _slice_service(endpoint_slice: Object) -> list[str]:
-    meta = endpoint_slice.get("metadata") or {}
-    service = (meta.get("labels") or {}).get(SERVICE_NAME_LABEL)
-    return [f"{meta.get('namespace') or ''}/{service}"] if service else []
 
 
 def ingress_class(name: str, controller: str = CONTROLLER_NAME,
@@ -80,7 +73,7 @@ class IngressController:
         self.classes = factory.informer(NETWORKING, "ingressclasses")
         self.services = factory.informer("v1", "services")
         self.slices = factory.informer("discovery.k8s.io/v1", "endpointslices",
-                                       indexers={SLICES_BY_SERVICE: _slice_service})
+                                       indexers={SERVICE_INDEX: index_slice_by_service})
         self.secrets = SharedInformer(client, "v1", "secrets",
                                       field_selector=f"type={TLS_SECRET_TYPE}",
                                       transform=strip_managed_fields)
@@ -93,6 +86,7 @@ class IngressController:
                           *([self.tcp_configmap] if self.tcp_configmap else [])]
         self._dirty = asyncio.Event()
         self._reported: set[Problem] = set()
+        self._published: set[str] = set()  # Ingresses whose status carries our address
         self._task: asyncio.Task[None] | None = None
         self.synced = asyncio.Event()
         self.syncs = 0
@@ -171,11 +165,10 @@ class IngressController:
                   if serves(i, classes, self.class_name)]
         secrets = self._referenced_secrets(served)
         self.certificates.update(secrets)
-        usable = {k: v for k, v in secrets.items() if k not in self.certificates.errors}
         table, problems = build_table(
-            served, _KeyedCache(self.services), self._slices_for, usable,
-            tcp_services=self._tcp_data(), ssl_redirect=self.ssl_redirect)
-        problems.extend(self._certificate_problems(served))
+            served, self.services.indexer, self._slices_for, secrets,
+            certificate_errors=self.certificates.errors, tcp_services=self._tcp_data(),
+            ssl_redirect=self.ssl_redirect)
         self.proxy.table = table
         errors = await self.proxy.set_tcp_services(self.tcp_host, set(table.tcp))
         for port, error in errors.items():
@@ -189,7 +182,7 @@ class IngressController:
         self.synced.set()
 
     def _slices_for(self, namespace: str, service: str) -> list[Object]:
-        return self.slices.indexer.by_index(SLICES_BY_SERVICE, f"{namespace}/{service}")
+        return self.slices.indexer.by_index(SERVICE_INDEX, f"{namespace}/{service}")
 
     def _referenced_secrets(self, ingresses: list[Object]) -> dict[str, Object]:
         found: dict[str, Object] = {}
@@ -202,18 +195,6 @@ class IngressController:
                     found[key] = secret
         return found
 
-    def _certificate_problems(self, ingresses: list[Object]) -> list[Problem]:
-        problems = []
-        for ingress in ingresses:
-            namespace = (ingress.get("metadata") or {}).get("namespace") or ""
-            for tls in (ingress.get("spec") or {}).get("tls") or []:
-                key = f"{namespace}/{tls.get('secretName') or ''}"
-                error = self.certificates.errors.get(key)
-                if error:
-                    problems.append(Problem(key_of(ingress), "Sync",
-                                            f'Error getting SSL certificate "{key}": {error}'))
-        return problems
-
     def _tcp_data(self) -> Mapping[str, str]:
         if self.tcp_configmap is None:
             return {}
@@ -223,7 +204,7 @@ class IngressController:
     def _report(self, problems: list[Problem], served: list[Object]) -> None:
         """A Warning event for each problem not reported before (a problem that went away and
         came back is reported again)."""
-        by_key = {key_of(i): i for i in served}
+        by_key = {object_key(i): i for i in served}
         current = set(problems)
         for problem in problems:
             if problem not in self._reported and problem.ingress in by_key:
@@ -232,41 +213,36 @@ class IngressController:
         self._reported = current
 
     async def _update_statuses(self, served: list[Object]) -> None:
+        """Our address on the Ingresses we serve; off again from those we served and no
+        longer do (another class now, say), unless someone else has changed it since."""
         wanted = load_balancer_status(self.publish_address)
         if not wanted:
             return
+        published: set[str] = set()
         for ingress in served:
-            current = ((ingress.get("status") or {}).get("loadBalancer") or {}).get("ingress")
-            if (current or []) == wanted:
-                continue
-            meta = ingress.get("metadata") or {}
-            try:
-                await self.client.patch(NETWORKING, "ingresses", meta["name"],
-                                        {"status": {"loadBalancer": {"ingress": wanted}}},
-                                        namespace=meta.get("namespace"), subresource="status")
-            except ApiError as e:
-                if not e.not_found:
-                    log.warning("cannot update status of ingress %s: %s", key_of(ingress), e)
+            key = object_key(ingress)
+            if _published_address(ingress) == wanted or await self._set_address(ingress, wanted):
+                published.add(key)
+        for key in self._published.difference(published):
+            ingress = self.ingresses.indexer.get(key)
+            if ingress is not None and _published_address(ingress) == wanted and \
+                    not await self._set_address(ingress, None):
+                published.add(key)  # try again next sync
+        self._published = published
+
+    async def _set_address(self, ingress: Object, address: list[dict[str, str]] | None) -> bool:
+        meta = ingress.get("metadata") or {}
+        try:
+            await self.client.patch(NETWORKING, "ingresses", meta["name"],
+                                    {"status": {"loadBalancer": {"ingress": address}}},
+                                    namespace=meta.get("namespace"), subresource="status")
+        except ApiError as e:
+            if e.not_found:
+                return True
+            log.warning("cannot update status of ingress %s: %s", object_key(ingress), e)
+            return False
+        return True
 
 
-class _KeyedCache(Mapping[str, Object]):
-    """An informer's cache read as ``ns/name`` → object."""
-
-    def __init__(self, informer: SharedInformer) -> None:
-        self._indexer = informer.indexer
-
-    def __getitem__(self, key: str) -> Object:
-        obj = self._indexer.get(key)
-        if obj is None:
-            raise KeyError(key)
-        return obj
-
-    def get(self, key: str, default: Any = None) -> Any:
-        obj = self._indexer.get(key)
-        return default if obj is None else obj
-
-    def __iter__(self):  # type: ignore[no-untyped-def]
-        return iter(self._indexer.keys())
-
-    def __len__(self) -> int:
-        return len(self._indexer)
+def _published_address(ingress: Object) -> list[Any]:
+    return ((ingress.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 
+from sampan.cli.component import Address
 from sampan.client import Client
 from sampan.ingress.config import CONTROLLER_NAME
 from sampan.ingress.controller import IngressController
@@ -13,18 +14,6 @@ from sampan.ingress.proxy import IngressProxy
 
 log = logging.getLogger(__name__)
 
-Address = tuple[str, int]
-
-
-def parse_address(text: str, default_port: int) -> Address:
-    """``host:port``, ``:port``, ``[v6]:port`` or ``host`` → (host, port); no host is 0.0.0.0."""
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        return host, int(rest.lstrip(":") or default_port)
-    host, sep, port = text.rpartition(":")
-    if not sep:
-        return text or "0.0.0.0", default_port
-    return host or "0.0.0.0", int(port)
 
 
 def default_addresses() -> tuple[Address, Address]:

@@ -355,3 +355,44 @@ async def test_reload_keeps_open_keep_alive_connection(env: Env):
         assert (await request()).startswith(b"b /k")  # and on the one open before
     finally:
         writer.close()
+
+
+async def test_status_address_leaves_an_ingress_that_is_no_longer_ours(env: Env):
+    await env.service("svc-a", "a")
+    await env.ingress("moving", [rule("moving.test", ("/", "Prefix", "svc-a"))])
+
+    async def address() -> list[Any]:
+        ing = await env.client.get("networking.k8s.io/v1", "ingresses", "moving",
+                                   namespace=env.ns)
+        return ing.get("status", {}).get("loadBalancer", {}).get("ingress") or []
+
+    async def published() -> bool:
+        return await address() == [{"ip": PUBLISH}]
+    await eventually(published, what="our address on the Ingress")
+    await env.answers("moving.test", "/", 200, "a /")
+    await env.client.patch("networking.k8s.io/v1", "ingresses", "moving",
+                           {"spec": {"ingressClassName": "not-ours"}}, namespace=env.ns)
+
+    async def cleared() -> bool:
+        return await address() == []
+    await eventually(cleared, what="our address off the Ingress of another class")
+    await env.answers("moving.test", "/", 404, "default backend")
+
+
+async def test_unloadable_certificate_is_one_warning_with_its_reason(env: Env):
+    await env.service("svc-a", "a")
+    await env.client.create("v1", "secrets", {
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "garbled"},
+        "type": "kubernetes.io/tls",
+        "data": {"tls.crt": base64.b64encode(b"not a certificate").decode(),
+                 "tls.key": base64.b64encode(b"not a key").decode()}}, namespace=env.ns)
+    await env.ingress("garbled", [rule("garbled.test", ("/", "Prefix", "svc-a"))],
+                      tls=[{"hosts": ["garbled.test"], "secretName": "garbled"}])
+
+    async def warned() -> bool:
+        return any("invalid certificate or key" in m for m in await env.warnings("garbled"))
+    await eventually(warned, what="Warning event for the unloadable certificate")
+    messages = await env.warnings("garbled")  # not also "was not found"
+    assert len(messages) == 1 and "invalid certificate or key" in messages[0], messages
+    name, response = await https_get(env, "garbled.test")
+    assert name == FAKE_CERT_CN and b"a /tls garbled.test" in response

@@ -259,3 +259,22 @@ def test_load_balancer_status():
     assert load_balancer_status("192.0.2.1") == [{"ip": "192.0.2.1"}]
     assert load_balancer_status("lb.example.com") == [{"hostname": "lb.example.com"}]
     assert load_balancer_status("") == []
+
+
+def test_each_tls_secret_problem_is_reported_once_with_its_reason():
+    unloadable = {"metadata": {"namespace": NS, "name": "bad"}, "type": "kubernetes.io/tls",
+            "data": {"tls.crt": "eA==", "tls.key": "eA=="}}
+    keyless = {"metadata": {"namespace": NS, "name": "keyless"}, "type": "kubernetes.io/tls",
+               "data": {"tls.crt": "eA=="}}
+    ing = ingress("tls", [rule("bad.test", path("/", "a")), rule("keyless.test", path("/", "a"))],
+                  tls=[{"hosts": ["bad.test"], "secretName": "bad"},
+                       {"hosts": ["keyless.test"], "secretName": "keyless"}])
+    table, problems = table_for(
+        ing, secrets={f"{NS}/bad": unloadable, f"{NS}/keyless": keyless},
+        certificate_errors={f"{NS}/bad": "invalid certificate or key: x",
+                            f"{NS}/keyless": "invalid certificate or key: y"})
+    assert [p.message for p in problems] == [
+        'Error getting SSL certificate "web/bad": invalid certificate or key: x',
+        'Error getting SSL certificate "web/keyless": secret has no tls.crt or tls.key']
+    assert table.certificate("bad.test") is None  # the default certificate serves it
+    assert table.server("bad.test").ssl_redirect

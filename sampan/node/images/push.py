@@ -34,7 +34,7 @@ import orjson
 
 from sampan.node.images import oci
 from sampan.node.images.build import tar_info
-from sampan.node.images.layer import WHITEOUT_OPAQUE, WHITEOUT_PREFIX
+from sampan.node.images.layer import WHITEOUT_OPAQUE, WHITEOUT_PREFIX, remove_tree
 from sampan.node.images.reference import parse
 from sampan.node.images.registry import (
     AuthError, Credentials, RegistryClient, RegistryError, error_detail, parse_challenge)
@@ -261,9 +261,10 @@ class PushClient(RegistryClient):
     async def _patch_chunks(self, location: str, scope: str, path: Path, size: int,
                             chunk_size: int, digest: str) -> str:
         offset = 0
+        loop = asyncio.get_running_loop()
         with open(path, "rb") as f:
             while offset < size:
-                chunk = f.read(chunk_size)
+                chunk = await loop.run_in_executor(None, f.read, chunk_size)
                 end = offset + len(chunk) - 1
                 resp = await self._send("PATCH", location, scope, body=lambda c=chunk: c,
                                         headers={"Content-Type": "application/octet-stream",
@@ -381,16 +382,10 @@ async def push_image(store, local_ref: str, dest_ref: str, *,
                                         "digest": result.digest})
         return result
     finally:
-        await loop.run_in_executor(None, _remove_dir, workdir)
+        await loop.run_in_executor(None, remove_tree, workdir)
 
 
 def _with_diff_ids(config_bytes: bytes, diff_ids: list[str]) -> bytes:
     doc = oci.load_json(config_bytes, "image config")
     doc["rootfs"] = {**(doc.get("rootfs") or {}), "type": "layers", "diff_ids": diff_ids}
     return orjson.dumps(doc)
-
-
-def _remove_dir(path: Path) -> None:
-    from sampan.node.images.layer import remove_tree
-
-    remove_tree(path)
