@@ -176,7 +176,12 @@ class APIServer:
         await self._create_if_missing(svc, kubernetes, ctx)
         for resource, obj in self._kubernetes_endpoints():
             await self._create_if_missing(resource, obj, ctx)
-        await self._create_if_missing(svc, self._cluster_dns_service(), ctx)
+        if await self.storage.get_latest(svc, "kube-system", "kube-dns") is None:
+            taken = self.allocator.check(self.allocator.dns_ip)
+            if taken:  # a cluster from before the DNS: some Service holds the address
+                log.warning("not creating kube-system/kube-dns: %s", taken)
+            else:
+                await self._create_if_missing(svc, self._cluster_dns_service(), ctx)
         priority_classes = self.registry.get("scheduling.k8s.io", "v1", "priorityclasses")
         assert priority_classes is not None
         for name, value in SYSTEM_PRIORITY_CLASSES.items():
