@@ -3,7 +3,8 @@ port range).
 
 What is in use is what the watch cache's Services hold, plus what was handed out in the last
 moments and is not yet visible there. ``.1`` of the service CIDR is the ``kubernetes``
-Service's.
+Service's. Values handed out come from above a band at the bottom of each range, kept for the
+values users pick (``.10`` is the cluster DNS's), as upstream's static subranges.
 
 A value handed out stays reserved until the cache has caught up with the write that took it
 (then the cache alone keeps it, so deleting the Service frees it at once), until the cache is
@@ -17,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import ipaddress
+import itertools
 import random
 import time
 from collections.abc import Iterator
@@ -65,10 +67,16 @@ def transaction() -> Iterator[Transaction]:
         _CURRENT.reset(token)
 
 
+def _static_band(size: int, low: int, high: int, step: int) -> int:
+    """Upstream's calculateRangeOffset: min(max(low, size/step), high), none for tiny ranges."""
+    return 0 if size <= low else min(max(low, size // step), high)
+
+
 class _Reservations(Generic[T]):
     """Values in use: those the cache shows and those handed out and not yet visible there."""
 
     PENDING_TTL = 30.0
+    PROBES = 64  # random probes before a scan: the space is mostly free
 
     def __init__(self, in_use: Callable[[], Iterable[T]],
                  cache_revision: Callable[[], int] | None = None):
@@ -78,8 +86,10 @@ class _Reservations(Generic[T]):
         self._rng = random.Random()
 
     def used(self) -> set[T]:
-        now = time.monotonic()
         used = set(self._in_use())
+        if not self._pending:
+            return used
+        now = time.monotonic()
         cached = self._cache_revision() if self._cache_revision is not None else None
         self._pending = {v: p for v, p in self._pending.items()
                          if now - p.since < self.PENDING_TTL and v not in used
@@ -87,6 +97,25 @@ class _Reservations(Generic[T]):
                                   and cached >= p.revision)}
         used.update(self._pending)
         return used
+
+    def _take_free(self, count: int, value_at: Callable[[int], T],
+                   static_band: int = 0) -> T | None:
+        """Reserve a free value among ``value_at(0)`` … ``value_at(count - 1)``: random probes
+        and then a scan above ``static_band``, the band itself last (upstream keeps the bottom
+        of each range for values users pick, ServiceIPStaticSubrange and
+        ServiceNodePortStaticSubrange). None when all are taken."""
+        if count <= 0:
+            return None
+        used = self.used()
+        band = static_band if static_band < count else 0
+        probes = (self._rng.randrange(band, count) for _ in range(self.PROBES))
+        for offset in itertools.chain(probes, range(band, count), range(band)):
+            value = value_at(offset)
+            if value not in used:
+                self.reserve(value)
+                return value
+        return None
+
 
     def reserve(self, value: T) -> None:
         self._pending[value] = _Pending(time.monotonic())
@@ -121,20 +150,15 @@ class ClusterIPAllocator(_Reservations[str]):
         return str(self.network.network_address + 10)
 
     def allocate(self) -> str:
-        used = self.used()
-        size = self.network.num_addresses
-        base = int(self.network.network_address)
-        for _ in range(64):  # random probing first, as the space is mostly free
-            ip = str(ipaddress.ip_address(base + self._rng.randrange(2, size - 1)))
-            if ip not in used:
-                self.reserve(ip)
-                return ip
-        for offset in range(2, size - 1):
-            ip = str(ipaddress.ip_address(base + offset))
-            if ip not in used:
-                self.reserve(ip)
-                return ip
-        raise RuntimeError("the service IP range is full")
+        """A free address, neither the network's first two (the network, the ``kubernetes``
+        Service) nor its last."""
+        size, first = self.network.num_addresses, self.network.network_address + 2
+        # Upstream's band counts from .1 (ours from .2, .1 being the kubernetes Service's).
+        band = max(_static_band(size, 16, 256, 16) - 1, 0)
+        ip = self._take_free(size - 3, lambda i: str(first + i), band)
+        if ip is None:
+            raise RuntimeError("the service IP range is full")
+        return ip
 
     def check(self, ip: str) -> str | None:
         """Why ``ip`` cannot be used, or None."""
@@ -159,12 +183,10 @@ class NodePortAllocator(_Reservations[int]):
         self.low, self.high = low, high
 
     def allocate(self) -> int:
-        used = self.used()
-        free = [p for p in range(self.low, self.high + 1) if p not in used]
-        if not free:
+        size = self.high - self.low + 1
+        port = self._take_free(size, lambda i: self.low + i, _static_band(size, 16, 128, 32))
+        if port is None:
             raise RuntimeError("the node port range is full")
-        port = self._rng.choice(free)
-        self.reserve(port)
         return port
 
     def check(self, port: int) -> str | None:

@@ -25,6 +25,8 @@ from sampan.client.errors import ApiError
 from sampan.client.events import NORMAL, WARNING, EventRecorder
 from sampan.client.informer import InformerFactory, SharedInformer, split_key
 from sampan.client.rest import Client
+from sampan.controllers.endpointslice import SERVICE_INDEX, index_slice_by_service
+from sampan.controllers.nodelifecycle import node_condition
 from sampan.controllers.util import meta
 
 log = logging.getLogger(__name__)
@@ -33,8 +35,6 @@ Object = dict[str, Any]
 
 LOAD_BALANCER_CLASS = "sampan.io/servicelb"
 EXCLUDE_LABEL = "node.kubernetes.io/exclude-from-external-load-balancers"
-LABEL_SERVICE_NAME = "kubernetes.io/service-name"
-SERVICE_INDEX = "service"
 
 
 # -- what a Service should show ------------------------------------------------------------------
@@ -52,10 +52,7 @@ def current_ingress(service: Mapping[str, Any]) -> list[Object]:
 
 
 def _node_ready(node: Mapping[str, Any]) -> bool:
-    for condition in (node.get("status") or {}).get("conditions") or ():
-        if condition.get("type") == "Ready":
-            return condition.get("status") == "True"
-    return False
+    return (node_condition(node, "Ready") or {}).get("status") == "True"
 
 
 def can_host(node: Mapping[str, Any], *, schedulable: bool = True) -> bool:
@@ -135,12 +132,6 @@ def _node_view(node: Mapping[str, Any]) -> tuple:
             EXCLUDE_LABEL in (meta(node).get("labels") or {}),
             sorted((a.get("type") or "", a.get("address") or "")
                    for a in status.get("addresses") or ()))
-
-
-def index_slice_by_service(endpoint_slice: Object) -> list[str]:
-    slice_meta = meta(endpoint_slice)
-    service = (slice_meta.get("labels") or {}).get(LABEL_SERVICE_NAME)
-    return [f"{slice_meta.get('namespace') or ''}/{service}"] if service else []
 
 
 # -- the controller ------------------------------------------------------------------------------

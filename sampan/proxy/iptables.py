@@ -28,17 +28,15 @@ changed since the last sync, as upstream's minimized restores do.
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import hashlib
 import ipaddress
 import logging
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from sampan.proxy.kernel import run
 from sampan.proxy.model import Categorized, Endpoint, ServicePort
-from sampan.proxy.rules import MASQUERADE_MARK, NodeInfo
+from sampan.proxy.rules import MASQUERADE_MARK, NodeInfo, families, hash_name, ip_version, plan
 
 log = logging.getLogger(__name__)
 
@@ -55,13 +53,9 @@ class IptablesError(Exception):
 
 
 # -- names --------------------------------------------------------------------------------------
-def _hash(text: str, length: int) -> str:
-    return base64.b32encode(hashlib.sha256(text.encode()).digest()).decode()[:length]
-
-
 def default_chain_prefix(node_name: str) -> str:
     """``SAMPAN-`` and four characters of a hash of the node's name."""
-    return f"SAMPAN-{_hash(node_name, 4)}"
+    return f"SAMPAN-{hash_name(node_name, 4)}"
 
 
 @dataclass(frozen=True)
@@ -110,7 +104,7 @@ class ChainNames:
 
     def _hashed(self, kind: str, text: str) -> str:
         head = f"{self.prefix}-{kind}-"
-        return head + _hash(text, CHAIN_NAME_MAX - len(head))
+        return head + hash_name(text, CHAIN_NAME_MAX - len(head))
 
     @staticmethod
     def _port_text(sp: ServicePort) -> str:
@@ -134,16 +128,6 @@ class ChainNames:
 
 
 # -- generation ---------------------------------------------------------------------------------
-def _version(text: str) -> int:
-    return ipaddress.ip_network(text, strict=False).version
-
-
-def families(node: NodeInfo, ports: Iterable[ServicePort]) -> list[int]:
-    """The IP families to program: IPv4 always, IPv6 when the node or a service has it."""
-    versions = {4} | {_version(c) for c in (*node.cluster_cidrs, *node.node_ips)}
-    return sorted(versions | {sp.family for sp in ports})
-
-
 def _comment(text: str) -> str:
     return f'-m comment --comment "{text.replace(chr(34), chr(39))}"'
 
@@ -171,7 +155,7 @@ class _Builder:
 
     @property
     def cluster_cidrs(self) -> list[str]:
-        return [c for c in self.node.cluster_cidrs if _version(c) == self.family]
+        return [c for c in self.node.cluster_cidrs if ip_version(c) == self.family]
 
     @property
     def nodeport_matches(self) -> list[str]:
@@ -179,7 +163,7 @@ class _Builder:
         any local address."""
         if self.node.node_ips:
             return [f"-d {_host(ip)}" for ip in self.node.node_ips
-                    if _version(ip) == self.family]
+                    if ip_version(ip) == self.family]
         return ["-m addrtype --dst-type LOCAL"]
 
     def base(self) -> None:
@@ -213,7 +197,7 @@ class _Builder:
             self.filter[n.services].append(
                 f"-d {_host(ip)} {_comment('invalid port of a ClusterIP')} -j {n.reject}")
         for cidr in self.node.service_cidrs:
-            if _version(cidr) == self.family:
+            if ip_version(cidr) == self.family:
                 self.filter[n.services].append(
                     f"-d {cidr} {_comment('unallocated ClusterIP')} -j DROP")
 
@@ -253,58 +237,44 @@ class _Builder:
             f"{_proto(sp)} {_comment(sp.key)}{recent} -j DNAT --to-destination {ep}"]
 
     def service_port(self, sp: ServicePort, cat: Categorized) -> None:
-        n = self.names
+        n, p = self.names, plan(sp, cat)
         svc, svl, ext = n.service(sp), n.local(sp), n.external_of(sp)
-        has_endpoints = cat.any_usable
-        has_internal = has_endpoints and (not sp.internal_local or bool(cat.local))
-        has_external = has_endpoints and (not sp.external_local or bool(cat.local))
         internal_chain = svl if sp.internal_local else svc
-        external_policy_chain = svl if sp.external_local else svc
-        uses_external_chain = has_endpoints and sp.externally_accessible
-        uses_cluster = bool(cat.cluster) and (sp.uses_cluster_endpoints or
-                                             (uses_external_chain and sp.external_local))
-        uses_local = bool(cat.local) and sp.uses_local_endpoints
-        # Endpoints exist but none here (Local policy): drop, as if the packet never arrived.
-        verdict = "-j DROP" if has_endpoints else _reject(sp)
+        verdict = "-j DROP" if p.drops else _reject(sp)
         match = f"{_proto(sp)} --dport {sp.port}"
+        no_endpoints = _comment(sp.key + " has no usable endpoints")
 
         cluster_ip = f"-d {_host(sp.cluster_ip)} {match}"
-        if has_internal:
+        if p.has_internal:
             self.nat[n.services].append(
                 f"{cluster_ip} {_comment(sp.key + ' cluster IP')} -j {internal_chain}")
         else:
-            self.filter[n.services].append(
-                f"{cluster_ip} {_comment(sp.key + ' has no usable endpoints')} {verdict}")
+            self.filter[n.services].append(f"{cluster_ip} {no_endpoints} {verdict}")
         for vip in (*sp.external_ips, *sp.load_balancer_ips):
             target = f"-d {_host(vip)} {match}"
-            if has_endpoints:
+            if p.has_endpoints:
                 self.nat[n.services].append(
                     f"{target} {_comment(sp.key + ' external IP')} -j {ext}")
-            if not has_external:
-                self.filter[n.external].append(
-                    f"{target} {_comment(sp.key + ' has no usable endpoints')} {verdict}")
+            if not p.has_external:
+                self.filter[n.external].append(f"{target} {no_endpoints} {verdict}")
         if sp.node_port:
             node_port = f"{_proto(sp)} --dport {sp.node_port}"
-            if has_endpoints:
+            if p.has_endpoints:
                 self.nat[n.nodeports].append(f"{node_port} {_comment(sp.key)} -j {ext}")
-            if not has_external:
-                for dest in self.nodeport_matches:
-                    self.filter[n.external].append(
-                        f"{dest} {node_port} {_comment(sp.key + ' has no usable endpoints')} "
-                        f"{verdict}")
+            if not p.has_external:
+                self.filter[n.external] += [f"{dest} {node_port} {no_endpoints} {verdict}"
+                                            for dest in self.nodeport_matches]
 
-        if uses_cluster:
+        if p.uses_cluster:
             self.dispatch(sp, svc, cat.cluster)
-        if uses_local:
+        if p.uses_local:
             self.dispatch(sp, svl, cat.local)
-        if has_internal:
+        if p.has_internal:
             self.mark_off_cluster(sp, internal_chain)
-        if uses_external_chain:
-            self.nat[ext] = self._external_rules(sp, uses_cluster, has_external,
-                                                 external_policy_chain)
-        used = {str(e): e for e in (*(cat.cluster if uses_cluster else ()),
-                                    *(cat.local if uses_local else ()))}
-        for ep in used.values():
+        if p.uses_external_chain:
+            self.nat[ext] = self._external_rules(sp, p.uses_cluster, p.has_external,
+                                                 svl if sp.external_local else svc)
+        for ep in p.endpoints:
             self.endpoint(sp, ep)
 
     def _external_rules(self, sp: ServicePort, uses_cluster: bool, has_external: bool,
@@ -352,6 +322,10 @@ class Jump:
     table: str
     chain: str
     rule: tuple[str, ...]
+
+    @property
+    def target(self) -> str:
+        return self.rule[-1]
 
 
 def jumps(names: ChainNames) -> list[Jump]:
@@ -416,6 +390,19 @@ def chains_in_save(text: str, names: ChainNames) -> set[str]:
     return found
 
 
+def jumps_in_save(text: str, names: ChainNames) -> set[tuple[str, str]]:
+    """(chain, our chain) of every rule of ``iptables-save`` output in a chain not ours that
+    jumps to one of ours."""
+    found = set()
+    for line in text.splitlines():
+        if line.startswith("-A "):
+            words = line.split()
+            target = words[-1]
+            if words[-2] == "-j" and names.owns(target) and not names.owns(words[1]):
+                found.add((words[1], target))
+    return found
+
+
 # -- the kernel ---------------------------------------------------------------------------------
 def family_command(iptables: Sequence[str], family: int, tool: str = "") -> list[str]:
     """``[..., "iptables-legacy"]`` → ``[..., "ip6tables-legacy-restore"]`` for family 6 and
@@ -431,14 +418,8 @@ def family_command(iptables: Sequence[str], family: int, tool: str = "") -> list
 
 
 async def _run(command: Sequence[str], stdin: bytes | None = None) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(
-        *command, stdin=asyncio.subprocess.PIPE if stdin is not None else
-        asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE)
-    out, err = await proc.communicate(stdin)
-    if proc.returncode and err:
-        out += err
-    return proc.returncode or 0, out.decode(errors="replace")
+    code, out = await run(command, stdin)
+    return code, out.decode(errors="replace")
 
 
 class IptablesBackend:
@@ -475,14 +456,28 @@ class IptablesBackend:
             wanted[family] = build_tables((), self.node, self.names, family)
         for family, tables in sorted(wanted.items()):
             if full or previous is None or family not in previous:
-                await self._ensure_jumps(family)
-                stale = await self._existing_chains(family)
-                script = render_restore(tables, None, stale)
+                await self._full_restore(family, tables)
             else:
-                script = render_restore(tables, previous.get(family), None)
-            await self._restore(family, script)
+                await self._restore(family, render_restore(tables, previous.get(family)))
         self.applied = wanted
         return wanted
+
+    async def _full_restore(self, family: int, tables: Tables) -> None:
+        """Rewrite every chain, delete our chains that are not wanted, then put back the jumps
+        that are missing: one ``-save`` per table tells both (instead of a ``-N`` and ``-C``
+        probe per chain and jump). The restore creates the chains the jumps lead to."""
+        saved = await self._save(family)
+        stale = {table: chains_in_save(text, self.names) for table, text in saved.items()}
+        await self._restore(family, render_restore(tables, None, stale))
+        present = {table: jumps_in_save(text, self.names) for table, text in saved.items()}
+        missing = [j for j in jumps(self.names) if (j.chain, j.target) not in present[j.table]]
+        iptables = [*family_command(self.iptables, family), "-w", WAIT_SECONDS]
+        for jump in reversed(missing):  # inserted at the top: keep their order
+            code, out = await _run([*iptables, "-t", jump.table, "-I", jump.chain, "1",
+                                    *jump.rule])
+            if code != 0:
+                raise IptablesError(f"{' '.join(iptables)} -I {jump.chain} failed: "
+                                    f"{out.strip()[:500]}")
 
     async def delete(self) -> None:
         """Remove the jumps and every chain with our prefix, in both families (an IPv6
@@ -505,38 +500,22 @@ class IptablesBackend:
                                       jump.chain, *jump.rule])
                 if code != 0:
                     break
-        existing = await self._existing_chains(family)
-        script = render_restore({}, None, existing)
+        saved = await self._save(family)
+        script = render_restore({}, None, {t: chains_in_save(text, self.names)
+                                           for t, text in saved.items()})
         if script:
             await self._restore(family, script)
 
-    async def _ensure_jumps(self, family: int) -> None:
-        iptables = [*family_command(self.iptables, family), "-w", WAIT_SECONDS]
-        # Our chains must exist before a rule can jump to them.
-        names = {"nat": (self.names.services, self.names.postrouting),
-                 "filter": (self.names.services, self.names.external, self.names.forward)}
-        for table, chains in names.items():
-            for chain in chains:
-                await _run([*iptables, "-t", table, "-N", chain])  # fails if it exists: fine
-        for jump in reversed(jumps(self.names)):  # inserted at the top: keep their order
-            code, _ = await _run([*iptables, "-t", jump.table, "-C", jump.chain, *jump.rule])
-            if code == 0:
-                continue
-            code, out = await _run([*iptables, "-t", jump.table, "-I", jump.chain, "1",
-                                    *jump.rule])
-            if code != 0:
-                raise IptablesError(f"{' '.join(iptables)} -I {jump.chain} failed: "
-                                    f"{out.strip()[:500]}")
-
-    async def _existing_chains(self, family: int) -> dict[str, set[str]]:
+    async def _save(self, family: int) -> dict[str, str]:
+        """``iptables-save`` of each of our tables."""
         save = family_command(self.iptables, family, "save")
-        found = {}
+        saved = {}
         for table in TABLES:
             code, out = await _run([*save, "-t", table])
             if code != 0:
                 raise IptablesError(f"{' '.join(save)} -t {table} failed: {out.strip()[:500]}")
-            found[table] = chains_in_save(out, self.names)
-        return found
+            saved[table] = out
+        return saved
 
     async def _restore(self, family: int, script: str) -> None:
         if not script:

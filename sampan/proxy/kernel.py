@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from sampan.proxy.model import Categorized, ServicePort
+from sampan.proxy.rules import delete_table_script
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +22,8 @@ class NftError(Exception):
     pass
 
 
-async def _run(command: Sequence[str], stdin: bytes | None = None) -> tuple[int, bytes]:
+async def run(command: Sequence[str], stdin: bytes | None = None) -> tuple[int, bytes]:
+    """Run ``command`` (``stdin`` fed to it); its exit code and its output, stderr included."""
     pipe = asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL
     proc = await asyncio.create_subprocess_exec(
         *command, stdin=pipe,
@@ -33,13 +35,13 @@ async def _run(command: Sequence[str], stdin: bytes | None = None) -> tuple[int,
 async def apply_script(script: str, nft: Sequence[str] = ("nft",)) -> None:
     """Run ``script`` through ``nft -f -``; NftError with nft's message when it fails (and
     then nothing of the script took effect)."""
-    code, out = await _run([*nft, "-f", "-"], script.encode())
+    code, out = await run([*nft, "-f", "-"], script.encode())
     if code != 0:
         raise NftError(f"nft -f failed ({code}): {out.decode(errors='replace').strip()[:2000]}")
 
 
 async def delete_table(table: str, nft: Sequence[str] = ("nft",)) -> None:
-    await apply_script(f"add table inet {table}\ndelete table inet {table}\n", nft)
+    await apply_script(delete_table_script(table), nft)
 
 
 # -- conntrack ---------------------------------------------------------------------------------
@@ -98,7 +100,7 @@ async def clear_udp_flows(flows: Iterable[UdpFlow],
     logged once per call."""
     for flow in flows:
         try:
-            code, out = await _run([*conntrack, *conntrack_args(flow)])
+            code, out = await run([*conntrack, *conntrack_args(flow)])
         except FileNotFoundError:
             log.warning("conntrack not found: stale UDP flows are not cleared")
             return

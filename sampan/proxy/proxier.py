@@ -26,7 +26,7 @@ from sampan.proxy import metrics
 from sampan.proxy.iptables import IptablesBackend, Tables, detect_mode
 from sampan.proxy.kernel import apply_script, clear_udp_flows, delete_table, stale_udp_flows
 from sampan.proxy.model import Categorized, ServicePort, build_service_ports, categorize
-from sampan.proxy.rules import NodeInfo, Ruleset, build_ruleset, render_full, render_update
+from sampan.proxy.rules import NodeInfo, Ruleset, build_categorized, render_full, render_update
 
 log = logging.getLogger(__name__)
 
@@ -101,10 +101,8 @@ class ServiceProxy:
 
     def desired(self) -> tuple[Ruleset, dict[str, tuple[ServicePort, Categorized]]]:
         """The ruleset the caches call for (pure with respect to the caches)."""
-        ports = build_service_ports(self.services.indexer.list(), self.slices.indexer.list())
-        by_key = {f"{sp.key}/{sp.protocol}/{sp.family}": (sp, categorize(sp, self.node.name))
-                  for sp in ports}
-        return build_ruleset(ports, self.node, self.table), by_key
+        ports = self.desired_ports()
+        return build_categorized(ports.values(), self.node, self.table), ports
 
     async def resolve_mode(self) -> str:
         """The backend in use: "auto" becomes "nftables" or "iptables" once, here."""

@@ -18,6 +18,7 @@ The shape is kube-proxy's nftables mode (``pkg/proxy/nftables``), in one ``inet`
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import ipaddress
 import re
@@ -101,8 +102,13 @@ def _element_key(element: str) -> str:
 
 
 # -- names ------------------------------------------------------------------------------------
-def _hash(text: str) -> str:
-    return base64.b32encode(hashlib.sha256(text.encode()).digest()).decode()[:8]
+@functools.lru_cache(maxsize=1 << 15)
+def hash_name(text: str, length: int = 8) -> str:
+    """``length`` base32 characters of the SHA-256 of ``text``: the hashed part of a chain or
+    set name (both backends). Every sync names every chain again, hence the cache; base32
+    turns each 5 bytes into 8 characters, so only the digest's first bytes are encoded."""
+    digest = hashlib.sha256(text.encode()).digest()[:-(-length // 8) * 5]
+    return base64.b32encode(digest).decode()[:length]
 
 
 def _base(sp: ServicePort) -> str:
@@ -111,7 +117,7 @@ def _base(sp: ServicePort) -> str:
 
 
 def _name(kind: str, base: str) -> str:
-    return _UNSAFE.sub(".", f"{kind}-{_hash(kind + base)}-{base}")
+    return _UNSAFE.sub(".", f"{kind}-{hash_name(kind + base)}-{base}")
 
 
 def service_chain(sp: ServicePort) -> str:
@@ -133,7 +139,7 @@ def endpoint_chain(sp: ServicePort, ep: Endpoint) -> str:
 def affinity_set(sp: ServicePort, ep: Endpoint) -> str:
     # The timeout is part of the hash: a set's timeout cannot change, a new one replaces it.
     base = f"{_base(sp)}__{ep.ip}/{ep.port}"
-    return _UNSAFE.sub(".", f"affinity-{_hash(f'{base}/{sp.session_affinity_seconds}')}-{base}")
+    return _UNSAFE.sub(".", f"affinity-{hash_name(f'{base}/{sp.session_affinity_seconds}')}-{base}")
 
 
 # -- generation ---------------------------------------------------------------------------------
@@ -157,14 +163,56 @@ class _Family:
         return base if self.version == 4 else f"{base}-v6"
 
 
-def _version(text: str) -> int:
+def ip_version(text: str) -> int:
+    """4 or 6, for an address or a network."""
     return ipaddress.ip_network(text, strict=False).version
 
 
+def families(node: NodeInfo, ports: Iterable[ServicePort]) -> list[int]:
+    """The IP families to program: IPv4 always, IPv6 when the node or a service has it."""
+    versions = {4} | {ip_version(c) for c in (*node.cluster_cidrs, *node.node_ips)}
+    return sorted(versions | {sp.family for sp in ports})
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one service port programs on this node, whatever the backend (the decisions of
+    kube-proxy's syncProxyRules): which addresses lead where, which per-port chains exist."""
+
+    has_endpoints: bool  # usable endpoints anywhere: otherwise every address is rejected
+    has_internal: bool  # the cluster IP leads to endpoints (a Local policy needs local ones)
+    has_external: bool  # node ports and external IPs lead to endpoints
+    uses_external_chain: bool
+    uses_cluster: bool  # the cluster-wide endpoint chain exists
+    uses_local: bool  # the local endpoint chain exists
+    endpoints: tuple[Endpoint, ...]  # the endpoints some chain dispatches to
+
+    @property
+    def drops(self) -> bool:
+        """Without a usable address, drop (endpoints exist but none here, under a Local
+        policy: as if the packet never arrived) rather than reject (no endpoints at all)."""
+        return self.has_endpoints
+
+
+def plan(sp: ServicePort, cat: Categorized) -> Plan:
+    has_endpoints = cat.any_usable
+    uses_external_chain = has_endpoints and sp.externally_accessible
+    uses_cluster = bool(cat.cluster) and (sp.uses_cluster_endpoints or
+                                         (uses_external_chain and sp.external_local))
+    uses_local = bool(cat.local) and sp.uses_local_endpoints
+    # Both sets are sorted; ``reachable`` is their sorted union.
+    endpoints = (cat.reachable if uses_cluster and uses_local else
+                 cat.cluster if uses_cluster else cat.local if uses_local else ())
+    return Plan(
+        has_endpoints=has_endpoints,
+        has_internal=has_endpoints and (not sp.internal_local or bool(cat.local)),
+        has_external=has_endpoints and (not sp.external_local or bool(cat.local)),
+        uses_external_chain=uses_external_chain, uses_cluster=uses_cluster,
+        uses_local=uses_local, endpoints=endpoints)
+
+
 def _families(node: NodeInfo, ports: Sequence[ServicePort]) -> list[_Family]:
-    versions = {4} | {_version(c) for c in (*node.cluster_cidrs, *node.node_ips)}
-    versions |= {sp.family for sp in ports}
-    return [_Family(v) for v in sorted(versions)]
+    return [_Family(v) for v in families(node, ports)]
 
 
 def _quote(text: str) -> str:
@@ -175,7 +223,7 @@ def _add_base(rs: Ruleset, node: NodeInfo, families: Sequence[_Family]) -> None:
     for f in families:
         rs.sets[f.name("cluster-ips")] = NftSet(
             "set", f"type {f.addr} ; comment \"Active ClusterIPs\" ;")
-        nodeport_ips = tuple(ip for ip in node.node_ips if _version(ip) == f.version)
+        nodeport_ips = tuple(ip for ip in node.node_ips if ip_version(ip) == f.version)
         rs.sets[f.name("nodeport-ips")] = NftSet(
             "set", f"type {f.addr} ; comment \"IPs that accept NodePort traffic\" ;",
             nodeport_ips)
@@ -224,7 +272,7 @@ def _add_base(rs: Ruleset, node: NodeInfo, families: Sequence[_Family]) -> None:
         rs.add_rules("cluster-ips-check",
                      f"{f.ip} daddr @{f.name('cluster-ips')} goto reject-chain "
                      "comment \"Reject traffic to invalid ports of ClusterIPs\"")
-        cidrs = [c for c in node.service_cidrs if _version(c) == f.version]
+        cidrs = [c for c in node.service_cidrs if ip_version(c) == f.version]
         if cidrs:
             rs.add_rules("cluster-ips-check",
                          f"{f.ip} daddr {{ {', '.join(cidrs)} }} drop "
@@ -232,12 +280,12 @@ def _add_base(rs: Ruleset, node: NodeInfo, families: Sequence[_Family]) -> None:
 
 
 def _not_cluster(f: _Family, node: NodeInfo) -> str:
-    cidrs = [c for c in node.cluster_cidrs if _version(c) == f.version]
+    cidrs = [c for c in node.cluster_cidrs if ip_version(c) == f.version]
     return f"{f.ip} saddr != {{ {', '.join(cidrs)} }}" if cidrs else ""
 
 
 def _is_cluster(f: _Family, node: NodeInfo) -> str:
-    cidrs = [c for c in node.cluster_cidrs if _version(c) == f.version]
+    cidrs = [c for c in node.cluster_cidrs if ip_version(c) == f.version]
     return f"{f.ip} saddr {{ {', '.join(cidrs)} }}" if cidrs else ""
 
 
@@ -255,77 +303,65 @@ def _dispatch_rules(sp: ServicePort, f: _Family, endpoints: Sequence[Endpoint]) 
 
 def _add_service_port(rs: Ruleset, sp: ServicePort, cat: Categorized, node: NodeInfo) -> None:
     f = _Family(sp.family)
+    p = plan(sp, cat)
     proto = sp.protocol.lower()
     comment = f"comment {_quote(sp.key)}"
     cluster, local = service_chain(sp), local_chain(sp)
     external = external_chain(sp)
-    has_endpoints = cat.any_usable
-    has_internal = has_endpoints and (not sp.internal_local or bool(cat.local))
-    has_external = has_endpoints and (not sp.external_local or bool(cat.local))
     internal_chain = local if sp.internal_local else cluster
     external_policy_chain = local if sp.external_local else cluster
-    uses_external_chain = has_endpoints and sp.externally_accessible
-    uses_cluster = bool(cat.cluster) and (sp.uses_cluster_endpoints or
-                                         (uses_external_chain and sp.external_local))
-    uses_local = bool(cat.local) and sp.uses_local_endpoints
-    if has_endpoints:
-        internal_verdict = external_verdict = "drop"
-    else:
-        internal_verdict = external_verdict = "goto reject-chain"
+    verdict = "drop" if p.drops else "goto reject-chain"
 
     service_ips, no_endpoints = f.name("service-ips"), f.name("no-endpoint-services")
     rs.add_elements(f.name("cluster-ips"), sp.cluster_ip)
     key = f"{sp.cluster_ip} . {proto} . {sp.port}"
-    if has_internal:
+    if p.has_internal:
         rs.add_elements(service_ips, f"{key} : goto {internal_chain}")
     else:
-        rs.add_elements(no_endpoints, f"{key} {comment} : {internal_verdict}")
+        rs.add_elements(no_endpoints, f"{key} {comment} : {verdict}")
     for vip in (*sp.external_ips, *sp.load_balancer_ips):
         vkey = f"{vip} . {proto} . {sp.port}"
-        if has_endpoints:
+        if p.has_endpoints:
             rs.add_elements(service_ips, f"{vkey} : goto {external}")
-        if not has_external:
-            rs.add_elements(no_endpoints, f"{vkey} {comment} : {external_verdict}")
+        if not p.has_external:
+            rs.add_elements(no_endpoints, f"{vkey} {comment} : {verdict}")
     if sp.node_port:
         nkey = f"{proto} . {sp.node_port}"
-        if has_endpoints:
+        if p.has_endpoints:
             rs.add_elements(f.name("service-nodeports"), f"{nkey} : goto {external}")
-        if not has_external:
-            rs.add_elements(f.name("no-endpoint-nodeports"), f"{nkey} {comment} : "
-                            f"{external_verdict}")
+        if not p.has_external:
+            rs.add_elements(f.name("no-endpoint-nodeports"), f"{nkey} {comment} : {verdict}")
 
-    if uses_cluster:
+    if p.uses_cluster:
         rs.chain(cluster, *_dispatch_rules(sp, f, cat.cluster))
-    if uses_local:
+    if p.uses_local:
         rs.chain(local, *_dispatch_rules(sp, f, cat.local))
-    if has_internal:
+    if p.has_internal:
         not_cluster = _not_cluster(f, node)
         if not_cluster:  # off-cluster clients of a VIP: replies must come back through us
             rs.chains[internal_chain] = Chain((
                 f"{f.ip} daddr {sp.cluster_ip} {not_cluster} jump mark-for-masquerade",
                 *rs.chains[internal_chain].rules))
-    if uses_external_chain:
+    if p.uses_external_chain:
         rules = []
         if not sp.external_local:
             rules.append("jump mark-for-masquerade")
         else:
             # Pods and the node itself reach external addresses as if through the load
             # balancer: no traffic policy (and the node's own traffic is masqueraded).
-            if _is_cluster(f, node) and uses_cluster:
+            if _is_cluster(f, node) and p.uses_cluster:
                 rules.append(f"{_is_cluster(f, node)} goto {cluster} "
                              "comment \"short-circuit pod traffic\"")
             rules.append("fib saddr type local jump mark-for-masquerade "
                          "comment \"masquerade local traffic\"")
-            if uses_cluster:
+            if p.uses_cluster:
                 rules.append(f"fib saddr type local goto {cluster} "
                              "comment \"short-circuit local traffic\"")
-        if has_external:
+        if p.has_external:
             rules.append(f"goto {external_policy_chain}")
         rs.chain(external, *rules)
 
-    used = {str(e): e for e in (*(cat.cluster if uses_cluster else ()),
-                                *(cat.local if uses_local else ()))}
-    for ep in sorted(used.values(), key=lambda e: (ipaddress.ip_address(e.ip).packed, e.port)):
+    for ep in p.endpoints:
         rules = [f"{f.ip} saddr {ep.ip} jump mark-for-masquerade"]
         if sp.session_affinity_seconds:
             name = affinity_set(sp, ep)
@@ -338,11 +374,17 @@ def _add_service_port(rs: Ruleset, sp: ServicePort, cat: Categorized, node: Node
 
 def build_ruleset(ports: Iterable[ServicePort], node: NodeInfo, table: str) -> Ruleset:
     """The complete ruleset for ``ports`` on ``node`` (pure)."""
+    return build_categorized(((sp, categorize(sp, node.name)) for sp in ports), node, table)
+
+
+def build_categorized(ports: Iterable[tuple[ServicePort, Categorized]], node: NodeInfo,
+                      table: str) -> Ruleset:
+    """``build_ruleset`` for ports already categorized for ``node`` (the proxier has them)."""
     ports = list(ports)
     rs = Ruleset(table)
-    _add_base(rs, node, _families(node, ports))
-    for sp in ports:
-        _add_service_port(rs, sp, categorize(sp, node.name), node)
+    _add_base(rs, node, _families(node, [sp for sp, _ in ports]))
+    for sp, cat in ports:
+        _add_service_port(rs, sp, cat, node)
     return rs.finish()
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from sampan.proxy.iptables import (CHAIN_NAME_MAX, ChainNames, build_tables, chains_in_save,
-                                   default_chain_prefix, family_command, render_restore)
+                                   default_chain_prefix, family_command, jumps,
+                                   jumps_in_save, render_restore)
 from sampan.proxy.model import build_service_ports, categorize
 from sampan.proxy.rules import NodeInfo
 from tests.unit.test_proxy import endpoint, endpoint_slice, service
@@ -239,6 +240,16 @@ def test_family_command_and_saved_chains():
     assert chains_in_save(saved, NAMES) == {f"{P}-SERVICES"}
 
 
+def test_jumps_already_in_place_are_read_from_the_save_output():
+    saved = (f"*filter\n:FORWARD DROP [0:0]\n:{P}-FORWARD - [0:0]\n"
+             f'-A FORWARD -m comment --comment "sampan forwarding rules" -j {P}-FORWARD\n'
+             f"-A FORWARD -m conntrack --ctstate NEW -j SAMPAN-OTHER-SERVICES\n"
+             f"-A {P}-FORWARD -j {P}-REJECT\nCOMMIT\n")
+    assert jumps_in_save(saved, NAMES) == {("FORWARD", f"{P}-FORWARD")}
+    wanted = {(j.table, j.chain, j.target) for j in jumps(NAMES)}
+    assert ("filter", "FORWARD", f"{P}-FORWARD") in wanted and len(wanted) == len(jumps(NAMES))
+
+
 # -- the sync loop against fake binaries ------------------------------------------------------
 class _FakeClient:
     """Enough of a Client for informers that are never started."""
@@ -291,6 +302,9 @@ def test_service_proxy_in_iptables_mode_syncs_full_then_partial(tmp_path):
     assert "iptables-save" not in partial and " -I " not in partial
     assert "10.42.0.2:80" in partial and ":SAMPAN-TEST-MARK-MASQ" not in partial
     assert "-t nat -D PREROUTING" in removal and "ip6tables -w 5 -t nat -D" in removal
+    # A full sync asks -save once per table, then restores; no -N/-C probe per chain or jump.
+    assert " -N " not in full and " -C " not in full
+    assert full.index("iptables-restore") < full.index("-I PREROUTING")
 
 
 def test_service_proxy_mode_is_validated():

@@ -3,11 +3,12 @@ allocations behind Services."""
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 import pytest
 
-from sampan.apiserver.ipalloc import NodePortAllocator, transaction
+from sampan.apiserver.ipalloc import ClusterIPAllocator, NodePortAllocator, transaction
 from sampan.controllers.servicelb import (
     EXCLUDE_LABEL,
     LOAD_BALANCER_CLASS,
@@ -129,3 +130,17 @@ def test_a_value_seen_in_the_cache_is_freed_with_its_service() -> None:
     assert ports.check(30001) is not None
     cache.discard(30001)
     assert ports.check(30001) is None
+
+
+def test_allocation_leaves_the_bottom_of_each_range_to_values_users_pick() -> None:
+    ips = ClusterIPAllocator("10.43.0.0/16", lambda: ["10.43.0.1"])
+    lowest = min(ipaddress.ip_address(ips.allocate()) for _ in range(200))
+    assert lowest >= ipaddress.ip_address("10.43.1.1")  # upstream keeps 256 below
+    ports = NodePortAllocator(30000, 32767, lambda: ())
+    assert all(ports.allocate() >= 30086 for _ in range(200))  # 2768 / 32 kept
+    small = NodePortAllocator(30000, 30017, lambda: ())  # 18 ports: 16 kept, 2 above
+    assert sorted(small.allocate() for _ in range(18)) == list(range(30000, 30018))
+    with pytest.raises(RuntimeError):
+        small.allocate()
+    tiny = ClusterIPAllocator("10.43.0.0/29", lambda: ["10.43.0.1"])  # no band below 16
+    assert sorted(tiny.allocate() for _ in range(5)) == [f"10.43.0.{i}" for i in range(2, 7)]
